@@ -1,0 +1,28 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export PEDGM_DATA_MIRROR ?= $(abspath ../shared/pedgm-data)
+
+.PHONY: venv demo test bench clean
+
+$(BIN)/pedgm: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run with PYTHON=/path/to/python3.11" >&2; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/pedgm
+
+demo: venv
+	$(BIN)/python -m pedgm_kit.demo
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python benchmarks/bench_segment.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

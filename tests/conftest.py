@@ -1,0 +1,78 @@
+"""Shared fixtures: a per-session data cache fed from the local mirror, seeded RNG, tiny images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MIRROR = REPO.parent / "shared" / "pedgm-data"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_env(tmp_path_factory):
+    """Fetch into a session temp cache; use ../shared/pedgm-data as mirror unless one is set."""
+    mirror = os.environ.get("PEDGM_DATA_MIRROR") or str(DEFAULT_MIRROR)
+    if not Path(mirror).is_dir():
+        pytest.exit(f"data mirror not found: {mirror} (set PEDGM_DATA_MIRROR)", returncode=2)
+    old = {k: os.environ.get(k) for k in ("PEDGM_DATA_MIRROR", "PEDGM_DATA_DIR")}
+    os.environ["PEDGM_DATA_MIRROR"] = mirror
+    os.environ["PEDGM_DATA_DIR"] = str(tmp_path_factory.mktemp("pedgm-cache"))
+    yield
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    return Path(os.environ["PEDGM_DATA_MIRROR"])
+
+
+@pytest.fixture(scope="session")
+def gm_challenge(_data_env) -> Path:
+    """Root of the gm-challenge-data BIDS sample, fetched and verified through the registry."""
+    from pedgm_kit.registry import fetch_group
+
+    return fetch_group("gm-challenge-data")
+
+
+@pytest.fixture(scope="session")
+def t2s_dir(_data_env) -> Path:
+    from pedgm_kit.registry import fetch_group
+
+    return fetch_group("sct_testing_data") / "t2s"
+
+
+@pytest.fixture(scope="session")
+def challenge_segmenter(_data_env):
+    from pedgm_kit.segment import Segmenter
+
+    return Segmenter("challenge")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def tiny_image(rng):
+    """A small LAS float image with a bright disc per slice (not a real scan)."""
+    data = rng.normal(100, 5, size=(24, 20, 4)).astype(np.float32)
+    yy, xx = np.mgrid[:24, :20]
+    data[(yy - 12) ** 2 + (xx - 10) ** 2 < 16] += 200
+    affine = np.diag([-0.5, 0.5, 2.0, 1.0])
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
