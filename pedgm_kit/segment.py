@@ -34,7 +34,55 @@ from .exceptions import ParameterError
 from .io import Canonical, check_output_path, check_same_grid, default_output_path, load_image, save_like, to_image_like
 from .model import load_model
 
-__all__ = ["Segmenter", "segment_file", "segment_image"]
+__all__ = ["ModelGrid", "Segmenter", "centres_from_mask", "segment_file", "segment_image"]
+
+
+class ModelGrid:
+    """An image on the model's grid: working orientation (LAS), in-plane spacing resampled.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        A validated 3D image (see :func:`pedgm_kit.io.load_image`).
+    spacing_mm : float, default 0.25
+        In-plane pixel size of the model grid; slice thickness is kept.
+
+    Attributes
+    ----------
+    canonical : pedgm_kit.io.Canonical
+        The image in the working orientation.
+    volume : numpy.ndarray
+        float32 data on the model grid, shape ``(*shape_2d, n_slices)``.
+    affine : numpy.ndarray
+        Affine of ``volume`` (pixel edges aligned with the input's: same field of view).
+    """
+
+    def __init__(self, img: nib.Nifti1Image, *, spacing_mm: float = 0.25):
+        self.canonical = Canonical(img)
+        self.in_plane = self.canonical.data.shape[:2]
+        self.shape_2d = tuple(
+            max(1, int(round(n * s / spacing_mm))) for n, s in zip(self.in_plane, self.canonical.spacing_mm[:2])
+        )
+        self.volume = self.resample(self.canonical.data)
+        step = np.asarray(self.in_plane, float) / np.asarray(self.shape_2d, float)
+        scale = np.eye(4)
+        scale[:2, :2] = np.diag(step)
+        scale[:2, 3] = step / 2 - 0.5
+        self.affine = self.canonical.affine @ scale
+
+    def resample(self, data: np.ndarray) -> np.ndarray:
+        """Resample an array on the working (canonical) grid onto the model grid (linear)."""
+        return _resample_in_plane(data, self.shape_2d)
+
+    def to_input(self, data: np.ndarray) -> np.ndarray:
+        """Resample an array on the model grid back to the input's grid and voxel order (linear)."""
+        return self.canonical.to_original(_resample_in_plane(data, self.in_plane))
+
+    def window_affine(self, top_left) -> np.ndarray:
+        """Affine of a window whose first pixel is model-grid pixel ``top_left`` (row, col)."""
+        shift = np.eye(4)
+        shift[:2, 3] = top_left
+        return self.affine @ shift
 
 
 @dataclass
@@ -119,17 +167,15 @@ class Segmenter:
         threshold = float(self.metadata["threshold"]) if threshold is None else float(threshold)
         if not 0.0 <= threshold < 1.0:
             raise ParameterError(f"threshold must be in [0, 1), got {threshold!r}")
-        canon = Canonical(img)
-        in_plane = canon.data.shape[:2]
-        target = tuple(max(1, int(round(n * s / self.spacing_mm))) for n, s in zip(in_plane, canon.spacing_mm[:2]))
-        volume = _resample_in_plane(canon.data, target, order=1)
+        grid = ModelGrid(img, spacing_mm=self.spacing_mm)
+        volume, target = grid.volume, grid.shape_2d
         n_slices = volume.shape[2]
 
         if cord_mask is not None:
             mask_img = load_image(cord_mask, what="cord mask", allow_constant=True)
             check_same_grid(img, mask_img, what="cord mask")
-            mask = _resample_in_plane(Canonical(mask_img).data, target, order=1) > 0.5
-            centres, source = _centres_from_mask(mask), "cord mask"
+            mask = grid.resample(Canonical(mask_img).data) > 0.5
+            centres, source = centres_from_mask(mask), "cord mask"
         else:
             centres, source = np.tile(np.asarray(target, float) / 2, (n_slices, 1)), "auto"
 
@@ -151,16 +197,17 @@ class Segmenter:
             self.window.paste(full[..., z], probs[z], centres[z])
         if threshold > 0:
             full = (full > threshold).astype(np.float32)
-        back = _resample_in_plane(full, in_plane, order=1)
+        back = grid.to_input(full)
         if threshold > 0:
             back = (back > 0.5).astype(np.uint8)
             dtype = np.uint8
         else:
             back = np.clip(back, 0.0, 1.0)
             dtype = np.float32
-        out = to_image_like(canon.to_original(back), img, dtype=dtype)
-        scale = np.asarray(in_plane, float) / np.asarray(target, float)
-        info["centres_vox"] = [tuple(np.round((c + 0.5) * scale - 0.5, 1)) for c in centres]
+        out = to_image_like(back, img, dtype=dtype)
+        scale = np.asarray(grid.in_plane, float) / np.asarray(target, float)
+        info["centres_model"] = [tuple(np.round(c, 1)) for c in centres]
+        info["centres_las_vox"] = [tuple(np.round(c * scale - 0.5, 1)) for c in centres]
         out.extra["pedgm_segment"] = info
         return out
 
@@ -392,8 +439,12 @@ def _gm_component(prob: np.ndarray, *, level: float = 0.5, min_pixels: int = 40)
     return centroid, (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
 
 
-def _centres_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Per-slice centre of a cord mask; slices without cord take the nearest slice's centre."""
+def centres_from_mask(mask: np.ndarray) -> np.ndarray:
+    """Per-slice centre (row, col) of a 3D mask; slices without mask take the nearest slice's centre.
+
+    Centres are in pixel-edge coordinates (pixel ``i`` spans ``[i, i + 1)``), as windows use them.
+    An empty mask gives the image centre, with a warning.
+    """
     n_slices = mask.shape[2]
     centres = np.full((n_slices, 2), np.nan)
     for z in range(n_slices):
@@ -401,7 +452,7 @@ def _centres_from_mask(mask: np.ndarray) -> np.ndarray:
             centres[z] = np.array(ndimage.center_of_mass(mask[..., z])) + 0.5
     have = np.flatnonzero(~np.isnan(centres[:, 0]))
     if have.size == 0:
-        warnings.warn("cord mask is empty; using the image centre")
+        warnings.warn("mask is empty; using the image centre")
         return np.tile(np.asarray(mask.shape[:2], float) / 2, (n_slices, 1))
     for z in np.flatnonzero(np.isnan(centres[:, 0])):
         centres[z] = centres[have[np.argmin(np.abs(have - z))]]

@@ -14,6 +14,8 @@ DEFAULT_MIRROR = REPO.parent / "shared" / "pedgm-data"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# notebook kernels started by papermill import pedgm_kit from this checkout too
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -76,3 +78,15 @@ def tiny_image(rng):
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     return img
+
+
+def run_notebook(name: str, tmp_path: Path, **parameters) -> Path:
+    """Execute ``notebooks/<name>`` with papermill into ``tmp_path``; returns the executed copy."""
+    import papermill
+
+    out = tmp_path / f"executed_{name}"
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / name), str(out), parameters=parameters, kernel_name="python3",
+        progress_bar=False, cwd=str(tmp_path),
+    )
+    return out

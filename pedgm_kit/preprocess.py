@@ -1,0 +1,225 @@
+"""Preprocessing for training: scans onto the model grid, cord-centred windows, QC, draft masks.
+
+The same geometry as ``pedgm segment`` (:class:`pedgm_kit.segment.ModelGrid`): working orientation
+LAS, in-plane resampling to 0.25 mm (linear; masks linear then > 0.5), slice thickness kept, and a
+200x200 window centred on the cord. For training data one window per scan is cut (centred on the
+median of the per-slice centres of the cord mask, else of the manual GM mask, else of the GM found by
+the pretrained model), so each preprocessed scan is a real image on a real grid: it is saved as
+NIfTI with an exact affine and can be opened with its mask in fsleyes or ITK-SNAP. Intensities are
+kept raw here; :func:`standardise` (per volume, as SCT) is applied when the arrays are built.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .datasets import Scan, mask_array
+from .exceptions import ParameterError
+from .io import Canonical, check_same_grid, default_output_path, load_image, save_like
+from .segment import ModelGrid, Segmenter, centres_from_mask
+
+__all__ = [
+    "Preprocessed",
+    "draft_mask",
+    "fsleyes_command",
+    "load_preprocessed",
+    "preprocess_scan",
+    "qc_montage",
+    "save_preprocessed",
+    "standardise",
+]
+
+
+@dataclass
+class Preprocessed:
+    """One scan on the model grid, cut to its cord-centred window.
+
+    Attributes
+    ----------
+    scan_id, person_id : str
+    image : numpy.ndarray
+        (size, size, n_slices) float32 raw intensities (not standardised).
+    gm_mask : numpy.ndarray or None
+        (size, size, n_slices) uint8 manual GM mask, if the scan has one.
+    affine : numpy.ndarray
+        Affine of the window grid (0.25 mm in-plane, LAS).
+    centring : str
+        What the window was centred on: "cord mask", "gm mask" or "model".
+    spread_mm : float
+        Largest distance between a slice's own centre and the window centre.
+    """
+
+    scan_id: str
+    person_id: str
+    image: np.ndarray
+    gm_mask: np.ndarray | None
+    affine: np.ndarray
+    centring: str
+    spread_mm: float
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def spacing_mm(self) -> np.ndarray:
+        return nib.affines.voxel_sizes(self.affine)
+
+
+def preprocess_scan(
+    scan: Scan,
+    *,
+    spacing_mm: float = 0.25,
+    size: int = 200,
+    segmenter: Segmenter | None = None,
+    max_spread_mm: float = 10.0,
+) -> Preprocessed:
+    """Resample a scan (and its GM mask) to the model grid and cut its cord-centred window.
+
+    Parameters
+    ----------
+    scan : pedgm_kit.datasets.Scan
+        A discovered scan; its masks were checked at discovery.
+    spacing_mm : float, default 0.25
+        In-plane pixel size (mm) of the model grid.
+    size : int, default 200
+        Window side (pixels).
+    segmenter : Segmenter, optional
+        Used to find the cord when the scan has neither cord nor GM mask (default: challenge model).
+    max_spread_mm : float, default 10
+        Warn when a slice's own centre lies further than this from the scan's window centre.
+
+    Returns
+    -------
+    Preprocessed
+    """
+    if not spacing_mm > 0 or int(size) < 16:
+        raise ParameterError(f"spacing_mm must be > 0 and size >= 16, got spacing_mm={spacing_mm!r}, size={size!r}")
+    img = load_image(scan.image)
+    grid = ModelGrid(img, spacing_mm=spacing_mm)
+    gm = None
+    if scan.gm_mask is not None:
+        gm_img = nib.Nifti1Image(mask_array(scan, which="gm").astype(np.float32), img.affine)
+        gm = grid.resample(Canonical(gm_img).data) > 0.5
+    if scan.cord_mask is not None:
+        cord_img = load_image(scan.cord_mask, what="cord mask", allow_constant=True)
+        check_same_grid(img, cord_img, what="cord mask")
+        cord = grid.resample(Canonical(cord_img).data) > 0.5
+        centres, centring = centres_from_mask(cord), "cord mask"
+    elif gm is not None and gm.any():
+        centres, centring = centres_from_mask(gm), "gm mask"
+    else:
+        segmenter = segmenter or Segmenter("challenge")
+        seg = segmenter.segment(img)
+        centres = np.asarray(seg.extra["pedgm_segment"]["centres_model"], dtype=float)
+        centring = "model"
+    centre = np.median(centres, axis=0)
+    spread_mm = float(np.max(np.linalg.norm(centres - centre, axis=1)) * spacing_mm)
+    if spread_mm > max_spread_mm:
+        warnings.warn(
+            f"{scan.scan_id}: the cord moves {spread_mm:.1f} mm across slices; one {size * spacing_mm:g} mm "
+            "window per scan may cut it at the ends"
+        )
+    top_left = np.rint(centre - size / 2).astype(int)
+    window = _cut(grid.volume, top_left, size)
+    mask = None if gm is None else _cut(gm.astype(np.float32), top_left, size, mode="constant").astype(np.uint8)
+    return Preprocessed(
+        scan.scan_id,
+        scan.person_id,
+        window,
+        mask,
+        grid.window_affine(top_left),
+        centring,
+        spread_mm,
+        dict(scan.metadata),
+    )
+
+
+def _cut(volume: np.ndarray, top_left, size: int, *, mode: str = "symmetric") -> np.ndarray:
+    """The (size, size, n) block of ``volume`` starting at ``top_left``; padded (``mode``) outside."""
+    top, left = (int(v) for v in top_left)
+    rows = (max(top, 0), min(top + size, volume.shape[0]))
+    cols = (max(left, 0), min(left + size, volume.shape[1]))
+    block = volume[rows[0] : rows[1], cols[0] : cols[1]]
+    pad = ((rows[0] - top, top + size - rows[1]), (cols[0] - left, left + size - cols[1]), (0, 0))
+    if any(p for pair in pad for p in pair):
+        block = np.pad(block, pad, mode=mode)
+    return np.ascontiguousarray(block, dtype=np.float32)
+
+
+def standardise(volume: np.ndarray) -> np.ndarray:
+    """Per-volume standardisation (SCT's): ``(v - mean) / std`` over all voxels; a new float32 array."""
+    volume = np.asarray(volume, dtype=np.float32)
+    std = float(volume.std())
+    return ((volume - volume.mean()) / (std if std > 0 else 1.0)).astype(np.float32)
+
+
+def save_preprocessed(pre: Preprocessed, folder: str | os.PathLike, *, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``<scan_id>.nii.gz`` (float32 image) and ``<scan_id>_gmseg.nii.gz`` (uint8) atomically."""
+    folder = Path(folder)
+    like = nib.Nifti1Image(pre.image, pre.affine)
+    like.set_qform(pre.affine, code=1)
+    like.set_sform(pre.affine, code=1)
+    paths = {"image": save_like(pre.image, like, folder / f"{pre.scan_id}.nii.gz", overwrite=overwrite, dtype=np.float32)}
+    if pre.gm_mask is not None:
+        paths["gm_mask"] = save_like(pre.gm_mask, like, folder / f"{pre.scan_id}_gmseg.nii.gz", overwrite=overwrite)
+    return paths
+
+
+def load_preprocessed(image_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Read a preprocessed scan back: (image float32, GM mask uint8 or None, affine)."""
+    image_path = Path(image_path)
+    img = nib.load(image_path)
+    mask_path = default_output_path(image_path, suffix="_gmseg")
+    mask = np.asarray(nib.load(mask_path).dataobj, dtype=np.uint8) if mask_path.is_file() else None
+    return np.asarray(img.dataobj, dtype=np.float32), mask, img.affine
+
+
+def qc_montage(pre: Preprocessed, *, n_slices: int = 6, mask: np.ndarray | None = None, title: str | None = None):
+    """A row of evenly spaced slices: image (window) with the GM mask outlined.
+
+    Returns a :class:`matplotlib.figure.Figure` (Agg-safe). Slices are shown radiologically:
+    anterior up, the subject's left on the right of the picture.
+    """
+    from matplotlib.figure import Figure
+
+    mask = pre.gm_mask if mask is None else mask
+    n = pre.image.shape[2]
+    picks = np.unique(np.linspace(0, n - 1, min(n_slices, n)).round().astype(int))
+    fig = Figure(figsize=(2.2 * len(picks), 2.6), layout="constrained")
+    axes = fig.subplots(1, len(picks), squeeze=False)[0]
+    for ax, z in zip(axes, picks):
+        # working grid is LAS: rows run R->L, columns P->A; rotate so anterior is up, left is right
+        ax.imshow(np.rot90(pre.image[..., z]), cmap="gray")
+        if mask is not None and mask[..., z].any():
+            ax.contour(np.rot90(mask[..., z]), levels=[0.5], colors="tab:red", linewidths=0.8)
+        ax.set_title(f"slice {z}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].set_ylabel("A", rotation=0, labelpad=8)
+    fig.suptitle(title or f"{pre.scan_id} ({pre.centring}-centred)", fontsize=9)
+    return fig
+
+
+def draft_mask(
+    image: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    segmenter: Segmenter | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Draft a GM mask with the pretrained model, on the image's own grid, for manual correction."""
+    segmenter = segmenter or Segmenter("challenge")
+    seg = segmenter.segment(image)
+    return save_like(np.asanyarray(seg.dataobj), seg, output, overwrite=overwrite)
+
+
+def fsleyes_command(image: str | os.PathLike, mask: str | os.PathLike) -> str:
+    """The command that opens a draft over its image for correction (fsleyes; ITK-SNAP alternative)."""
+    return (
+        f"fsleyes {image} {mask} -cm red -a 50    "
+        f"# or: itksnap -g {image} -s {mask}"
+    )
