@@ -90,3 +90,33 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> Path:
         progress_bar=False, cwd=str(tmp_path),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_data(gm_challenge, tmp_path_factory) -> Path:
+    """train/val/test.npz from three real scans (one person each), for training tests."""
+    import warnings
+
+    import pandas as pd
+
+    from pedgm_kit.data_creation import build_split_arrays, save_npz
+    from pedgm_kit.datasets import discover_bids
+    from pedgm_kit.preprocess import preprocess_scan, save_preprocessed
+
+    root = tmp_path_factory.mktemp("tiny-data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = discover_bids(gm_challenge)
+    splits = {"train": "sub-9418_run-1_T2starw", "val": "sub-9709Ses1_run-1_T2starw",
+              "test": "sub-10062Ses1_run-1_T2starw"}
+    rows = []
+    (root / "pre").mkdir()
+    for scan_id in splits.values():
+        paths = save_preprocessed(preprocess_scan(index[scan_id]), root / "pre")
+        rows.append({"scan_id": scan_id, "person_id": index[scan_id].person_id, "image": paths["image"].name})
+    frame = pd.DataFrame(rows)
+    (root / "data").mkdir()
+    for name, scan_id in splits.items():
+        save_npz(build_split_arrays(frame, [scan_id], root=root / "pre", keep_empty_slices=False),
+                 root / "data" / f"{name}.npz")
+    return root / "data"

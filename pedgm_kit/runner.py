@@ -1,0 +1,148 @@
+"""Headless runs of the numbered notebooks: parameter files, papermill, SLURM job arrays.
+
+A parameter file is YAML. Its top-level keys name notebook sections (``preprocess``, ``data``,
+``augment``, ``train``, ``evaluate``), each a mapping of that notebook's papermill parameters; a file
+without sections is taken as the ``train`` section. ``pedgm train --params FILE --all`` runs
+``04_train.ipynb`` once per variant (``pretrained_aug``, ``pretrained_noaug``, ``scratch_aug``,
+``scratch_noaug``), each executed notebook saved beside the variant's outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .exceptions import InputFileError, ParameterError, PedgmError
+from .train import VARIANTS
+
+__all__ = ["NOTEBOOKS", "load_params", "run_notebook", "slurm_script", "train_variants"]
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SECTIONS = ("preprocess", "data", "augment", "train", "evaluate")
+
+
+def load_params(path: str | os.PathLike) -> dict[str, dict]:
+    """Read a YAML parameter file into ``{section: {parameter: value}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"No such file or no access: '{path}' (parameter file)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputFileError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"{path}: expected a mapping of parameters, got {type(data).__name__}")
+    if not any(key in SECTIONS for key in data):
+        data = {"train": data}
+    unknown = [key for key in data if key not in SECTIONS]
+    if unknown:
+        raise InputFileError(f"{path}: unknown sections {unknown}; expected some of {list(SECTIONS)}")
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            raise InputFileError(f"{path}: section '{key}' must be a mapping, got {type(value).__name__}")
+    return data
+
+
+def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict, *,
+                 cwd: str | os.PathLike | None = None, progress: bool = False) -> Path:
+    """Execute a notebook with papermill; a failure names the notebook, the cell and the error."""
+    import papermill
+
+    notebook = Path(notebook)
+    if not notebook.is_absolute() and not notebook.exists():
+        notebook = NOTEBOOKS / notebook
+    if not notebook.is_file():
+        raise InputFileError(f"No such notebook: '{notebook}'")
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
+                                   progress_bar=progress, cwd=str(cwd) if cwd else None)
+    except papermill.PapermillExecutionError as err:
+        raise PedgmError(
+            f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {str(err.evalue).splitlines()[0] if err.evalue else ''}); "
+            f"executed notebook kept at {output}"
+        ) from None
+    return output
+
+
+def _variants(variant: str | None, all_variants: bool) -> list[str]:
+    if all_variants:
+        return list(VARIANTS)
+    if variant not in VARIANTS:
+        raise ParameterError(f"variant must be one of {', '.join(VARIANTS)} (or --all), got {variant!r}")
+    return [variant]
+
+
+def train_variants(params_file: str | os.PathLike, *, variant: str | None = None, all_variants: bool = False,
+                   output_dir: str | os.PathLike | None = None, progress: bool = True) -> list[Path]:
+    """Run ``04_train.ipynb`` for one or all four variants; returns the executed notebooks."""
+    from tqdm.auto import tqdm
+
+    params = dict(load_params(params_file).get("train", {}))
+    if output_dir is not None:
+        params["output_dir"] = str(output_dir)
+    run_dir = Path(params.get("output_dir", "outputs/train"))
+    done = []
+    for name in tqdm(_variants(variant, all_variants), desc="variants", unit="variant", disable=not progress):
+        pretrained, augment = VARIANTS[name]
+        run = {**params, "pretrained": pretrained, "augment": augment, "variant": name, "output_dir": str(run_dir)}
+        done.append(run_notebook("04_train.ipynb", run_dir / name / "04_train.ipynb", run))
+    return done
+
+
+def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None = None, gpus: int = 1,
+                 time: str = "04:00:00", mem: str = "32G", cpus: int = 8, partition: str = "",
+                 account: str = "", venv: str = ".venv", job_name: str = "pedgm-train") -> str:
+    """A SLURM job-array script: one task per variant, each running ``pedgm train --variant``."""
+    variants = variants or list(VARIANTS)
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or gpus < 0 or cpus < 1:
+        raise ParameterError(f"bad SLURM settings: variants {bad or 'ok'}, gpus={gpus!r}, cpus={cpus!r}")
+    lines = [
+        "#!/usr/bin/env bash",
+        f"#SBATCH --job-name={job_name}",
+        f"#SBATCH --array=0-{len(variants) - 1}",
+        f"#SBATCH --time={time}",
+        f"#SBATCH --mem={mem}",
+        f"#SBATCH --cpus-per-task={cpus}",
+        f"#SBATCH --output={job_name}-%A_%a.log",
+    ]
+    if gpus:
+        lines.append(f"#SBATCH --gres=gpu:{gpus}")
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    if account:
+        lines.append(f"#SBATCH --account={account}")
+    lines += [
+        "set -euo pipefail",
+        f"VARIANTS=({' '.join(variants)})",
+        'VARIANT="${VARIANTS[$SLURM_ARRAY_TASK_ID]}"',
+        f"source {shlex.quote(venv)}/bin/activate",
+        f'echo "pedgm: training $VARIANT on $(hostname)"',
+        f'pedgm train --params {shlex.quote(str(params_file))} --variant "$VARIANT"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write a text file via a temporary file and rename (refuses to overwrite unless asked)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise PedgmError(f"'{path}' exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise InputFileError(f"Output folder does not exist: '{path.parent}' (for '{path}')")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
