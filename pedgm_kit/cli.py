@@ -43,6 +43,48 @@ def get_parser() -> argparse.ArgumentParser:
     seg.add_argument("--seed", type=int, default=0, help="seed of the TTA offsets (default 0)")
     seg.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
     seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="score a predicted GM mask against a manual one (the ten SCGM-challenge metrics)",
+        description="Print DSC, JI, CC, TPR, TNR, PPV, MSD, HSD, SHD, SMD (distances in mm) of a predicted "
+                    "mask against a manual mask on the same grid. By default only the labelled slices (where "
+                    "the manual mask has GM) are scored.",
+    )
+    ev.add_argument("--pred", required=True, help="predicted 0/1 mask (.nii or .nii.gz), e.g. from pedgm segment")
+    ev.add_argument("--gt", required=True, help="manual 0/1 mask on the same grid")
+    ev.add_argument("--per-slice", action="store_true", help="also print one row per scored slice")
+    ev.add_argument("--all-slices", action="store_true",
+                    help="score every slice, not only the labelled ones "
+                         "(an unlabelled slice with predicted GM scores DSC 0)")
+    ev.add_argument("--json", metavar="OUT", help="also write the results as JSON (written atomically)")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+
+    tr = sub.add_parser("train", help="train the transfer-learning variants (notebook 04 through papermill)")
+    tr.add_argument("--params", required=True, help="YAML parameter file (its 'train' section), e.g. parameters/demo.yaml")
+    which = tr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", help="pretrained_aug, pretrained_noaug, scratch_aug or scratch_noaug")
+    which.add_argument("--all", action="store_true", help="all four variants, one after the other")
+    tr.add_argument("--output-dir", help="run folder (default: the parameter file's output_dir)")
+
+    sl = sub.add_parser("slurm", help="write a SLURM job-array script (one task per variant)")
+    sl.add_argument("--params", required=True, help="YAML parameter file passed on to pedgm train")
+    sl.add_argument("--out", required=True, help="script to write, e.g. job.sbatch")
+    sl.add_argument("--variants", nargs="+", help="variants (default: all four)")
+    sl.add_argument("--gpus", type=int, default=1, help="GPUs per task (default 1)")
+    sl.add_argument("--time", default="04:00:00", help="time limit per task (default 04:00:00)")
+    sl.add_argument("--mem", default="32G", help="memory per task (default 32G)")
+    sl.add_argument("--cpus", type=int, default=8, help="CPU cores per task (default 8)")
+    sl.add_argument("--partition", default="", help="SLURM partition")
+    sl.add_argument("--account", default="", help="SLURM account")
+    sl.add_argument("--venv", default=".venv", help="virtual environment to activate (default .venv)")
+    sl.add_argument("--overwrite", action="store_true", help="replace an existing script")
+
+    ex = sub.add_parser("export", help="export weights for SCT: ONNX (input_1 -> predictions) or legacy HDF5")
+    ex.add_argument("--model", required=True, help="challenge, large, or a .hdf5 weights file (.json beside it)")
+    ex.add_argument("--format", choices=("onnx", "hdf5"), default="onnx", help="onnx (default) or hdf5")
+    ex.add_argument("--out", required=True, help="existing folder to write <name>.onnx/.hdf5 and <name>.json into")
+    ex.add_argument("--overwrite", action="store_true", help="replace existing files")
     return parser
 
 
@@ -77,7 +119,103 @@ def _cmd_segment(args) -> int:
     return 0
 
 
-_COMMANDS = {"fetch": _cmd_fetch, "segment": _cmd_segment}
+def _cmd_evaluate(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from .evaluate import evaluate_pair, write_json
+    from .exceptions import InputFileError, OutputExistsError
+    from .metrics import METRICS
+
+    out = Path(args.json) if args.json else None
+    if out is not None:  # check the destination before any work
+        if not out.parent.is_dir():
+            raise InputFileError(f"Output folder does not exist: '{out.parent}' (for --json '{out}')")
+        if out.exists() and not args.overwrite:
+            raise OutputExistsError(f"Output '{out}' exists; pass --overwrite to replace it")
+    labelled_only = not args.all_slices
+    scan = evaluate_pair(args.pred, args.gt, labelled_only=labelled_only)
+    slices = evaluate_pair(args.pred, args.gt, per_slice=True, labelled_only=labelled_only) if args.per_slice else None
+    row = scan.iloc[0]
+    print(f"pred: {args.pred}")
+    print(f"gt:   {args.gt}")
+    print(f"scored: {row['scope']} ({row['n_scored_slices']} of {row['n_slices']} slices); distances in mm, CC in %")
+    names = list(METRICS) + ["gm_area_mm2", "manual_gm_area_mm2"]
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:<{width}}  {row[name]:.4f}")
+    if slices is not None:
+        with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format", "{:.4f}".format):
+            print(slices.to_string(index=False))
+    if out is not None:
+        report = {
+            "pred": str(args.pred), "gt": str(args.gt), "scope": row["scope"],
+            "n_slices": int(row["n_slices"]), "n_scored_slices": int(row["n_scored_slices"]),
+            "spacing_mm": scan.attrs["spacing_mm"], "slice_axis": scan.attrs["axis"],
+            "scan": {name: row[name] for name in names},
+        }
+        if slices is not None:
+            report["slices"] = slices.to_dict(orient="records")
+        write_json(report, out)
+        print(f"json: {out}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .runner import train_variants
+
+    for notebook in train_variants(args.params, variant=args.variant, all_variants=args.all,
+                                   output_dir=args.output_dir):
+        print(notebook)
+    return 0
+
+
+def _cmd_slurm(args) -> int:
+    from .runner import load_params, slurm_script, write_text_atomic
+
+    load_params(args.params)  # fail now, not on the cluster
+    script = slurm_script(args.params, variants=args.variants, gpus=args.gpus, time=args.time, mem=args.mem,
+                          cpus=args.cpus, partition=args.partition, account=args.account, venv=args.venv)
+    print(write_text_atomic(script, args.out, overwrite=args.overwrite))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from pathlib import Path
+
+    from .exceptions import InputFileError, OutputExistsError
+    from .model import export_onnx, load_model, save_legacy_weights
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise InputFileError(f"Output folder does not exist: '{out}'")
+    model, meta = load_model(args.model, input_shape=(200, 200, 1))
+    name = Path(meta["source"]).stem
+    target = out / f"{name}.{args.format}"
+    for path in (target, target.with_suffix(".json")):
+        if path.exists() and not args.overwrite:
+            raise OutputExistsError(f"Output '{path}' exists; pass --overwrite to replace it")
+    keep = {k: v for k, v in meta.items() if k != "source"}
+    if args.format == "hdf5":
+        save_legacy_weights(model, target, metadata=keep)
+    else:
+        export_onnx(model, target)
+        from .data_creation import write_json
+
+        write_json(keep, target.with_suffix(".json"))
+    print(target)
+    return 0
+
+
+_COMMANDS = {
+    "fetch": _cmd_fetch,
+    "segment": _cmd_segment,
+    "evaluate": _cmd_evaluate,
+    "train": _cmd_train,
+    "slurm": _cmd_slurm,
+    "export": _cmd_export,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
