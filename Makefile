@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PEDGM_DATA_MIRROR ?= $(abspath ../shared/pedgm-data)
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo segment-demo test bench clean
 
 $(BIN)/pedgm: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run with PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -16,13 +16,19 @@ $(BIN)/pedgm: pyproject.toml
 venv: $(BIN)/pedgm
 
 demo: venv
-	$(BIN)/python -m pedgm_kit.demo
+	$(BIN)/pedgm run --params parameters/demo.yaml
 
 test: venv
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbval tests/golden --nbval-sanitize-with tests/golden/sanitize.cfg
+
+segment-demo: venv
+	$(BIN)/python -m pedgm_kit.demo
 
 bench: venv
 	$(BIN)/python benchmarks/bench_segment.py
+	$(BIN)/python benchmarks/bench_metrics.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -67,6 +67,12 @@ def get_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="all four variants, one after the other")
     tr.add_argument("--output-dir", help="run folder (default: the parameter file's output_dir)")
 
+    rn = sub.add_parser("run", help="run notebooks 01-05 (four variants) on a parameter file; index.html report")
+    rn.add_argument("--params", required=True, help="YAML parameter file with notebook sections, e.g. parameters/demo.yaml")
+    rn.add_argument("--outputs", default="outputs", help="parent folder of run folders (default outputs)")
+    rn.add_argument("--run-id", help="run folder name (default: run-<timestamp>, never reused)")
+    rn.add_argument("--overwrite", action="store_true", help="reuse an existing --run-id folder")
+
     sl = sub.add_parser("slurm", help="write a SLURM job-array script (one task per variant)")
     sl.add_argument("--params", required=True, help="YAML parameter file passed on to pedgm train")
     sl.add_argument("--out", required=True, help="script to write, e.g. job.sbatch")
@@ -171,6 +177,14 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_run(args) -> int:
+    from .runner import run_pipeline
+
+    run = run_pipeline(args.params, outputs=args.outputs, run_id=args.run_id, overwrite=args.overwrite)
+    print(run / "index.html")
+    return 0
+
+
 def _cmd_slurm(args) -> int:
     from .runner import load_params, slurm_script, write_text_atomic
 
@@ -213,6 +227,7 @@ _COMMANDS = {
     "segment": _cmd_segment,
     "evaluate": _cmd_evaluate,
     "train": _cmd_train,
+    "run": _cmd_run,
     "slurm": _cmd_slurm,
     "export": _cmd_export,
 }
@@ -232,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             traceback.print_exc()
         print(f"pedgm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # permissions, full disk, a folder where a file should be ...
+        if args.verbose:
+            traceback.print_exc()
+        where = f": '{err.filename}'" if err.filename else ""
+        print(f"pedgm {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
         return 2
 
 

@@ -13,9 +13,7 @@ written to a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from ._utils import atomic_path, write_json
 from .exceptions import PedgmError
 from .preprocess import load_preprocessed, standardise
 from .registry import sha256sum
@@ -90,16 +89,9 @@ def build_split_arrays(
 
 def save_npz(arrays: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path:
     """``np.savez_compressed`` to a temporary file beside ``path``, then rename into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def load_split(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -130,33 +122,7 @@ def verify_split(path: str | os.PathLike, frame: pd.DataFrame, *, root: str | os
     return checked
 
 
-def write_json(obj, path: str | os.PathLike) -> Path:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, default=_plain)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def file_record(path: str | os.PathLike) -> dict:
     """``{"path", "bytes", "sha256"}`` of a file, for manifests."""
     path = Path(path)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256sum(path)}
-
-
-def _plain(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

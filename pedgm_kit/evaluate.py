@@ -27,11 +27,9 @@ fields by index.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +39,7 @@ import numpy as np
 import pandas as pd
 from nibabel import orientations
 
+from ._utils import atomic_path, write_json
 from .datasets import DatasetIndex, Scan, mask_array
 from .exceptions import GridMismatchError, ImageContentError, InputFileError, ParameterError, PedgmError
 from .io import load_image, save_like
@@ -567,15 +566,8 @@ def summary_table(tidy: pd.DataFrame) -> pd.DataFrame:
 def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes[-2:]) or ".tmp"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
@@ -629,39 +621,6 @@ def write_tables(tidy: pd.DataFrame, output_dir: str | os.PathLike, *, prefix: s
     out["xlsx"] = _atomic(output_dir / f"{prefix}.xlsx", _xlsx)
     return out
 
-
-def _jsonable(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return _jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if obj is pd.NA or obj is None:
-        return None
-    if isinstance(obj, os.PathLike):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def write_json(obj, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as JSON atomically; NaN/inf become ``null``, numpy and pandas values plain.
-
-    Returns
-    -------
-    pathlib.Path
-        The written path.
-    """
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
-    return _atomic(Path(path), lambda p: p.write_text(text + "\n"))
 
 
 # --------------------------------------------------------------------------------------------

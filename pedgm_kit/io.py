@@ -3,7 +3,7 @@
 Images are validated once, here: a missing file, a file that is not NIfTI, the wrong number of
 dimensions, NaN/infinite voxels or a constant image raise a :class:`~pedgm_kit.exceptions.PedgmError`
 subclass whose one-line message names the file and the problem. Orientation is handled here too:
-processing happens in the closest canonical (RAS+) orientation, and outputs are written back on the
+processing happens in one working orientation (LAS+, see :class:`Canonical`), and outputs are written back on the
 input's exact grid (shape, affine, qform/sform codes). Outputs are written to a temporary file in the
 destination folder and renamed into place, so a failed run never leaves a partial file.
 """
@@ -11,13 +11,13 @@ destination folder and renamed into place, so a failed run never leaves a partia
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel import orientations
 
+from ._utils import atomic_path
 from .exceptions import (
     DimensionError,
     GridMismatchError,
@@ -168,7 +168,7 @@ class Canonical:
         self._forward = orientations.ornt_transform(own, work)
         self._backward = orientations.ornt_transform(work, own)
         data = np.asanyarray(img.dataobj, dtype=np.float32)
-        self.data = np.ascontiguousarray(orientations.apply_orientation(data, self._forward))
+        self.data = np.array(orientations.apply_orientation(data, self._forward), dtype=np.float32, order="C")
         self.affine = img.affine @ orientations.inv_ornt_aff(self._forward, self.shape)
         self.spacing_mm = nib.affines.voxel_sizes(self.affine)
         self.axcodes = orientations.ornt2axcodes(own)
@@ -229,15 +229,8 @@ def save_like(
     if tuple(data.shape) != tuple(like.shape[:3]):
         raise GridMismatchError(f"{path}: data shape {data.shape} differs from reference shape {like.shape[:3]}")
     out = to_image_like(data, like, dtype=dtype)
-    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else ".nii"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         nib.save(out, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

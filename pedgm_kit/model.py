@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from ._utils import atomic_path
 from .exceptions import InputFileError, WeightsError
 
 __all__ = [
@@ -128,7 +128,8 @@ def build_model(
     )
     concat = norm_drop(concat)
     amort = block(concat, "amort", kernel=1, width=64)
-    outputs = layers.Conv2D(1, 1, activation="sigmoid", padding="same", name="predictions")(amort)
+    # float32 output even under a mixed-precision policy (a float16 sigmoid cannot reach 0.999 finely)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", padding="same", name="predictions", dtype="float32")(amort)
     return keras.Model(inputs=inputs, outputs=outputs, name=f"deepseg_gm_{filters}")
 
 
@@ -246,9 +247,7 @@ def save_legacy_weights(
     meta.update(metadata or {})
     meta["filters"] = int(model.get_layer("conv2d_1").filters)
     layer_names = [layer.name for layer in model.layers]
-    tmp_h5 = _temp_beside(path)
-    tmp_json = _temp_beside(path.with_suffix(".json"))
-    try:
+    with atomic_path(path) as tmp_h5, atomic_path(path.with_suffix(".json")) as tmp_json:
         with h5py.File(tmp_h5, "w") as h5:
             h5.attrs["layer_names"] = np.array([n.encode() for n in layer_names])
             h5.attrs["backend"] = keras.backend.backend().encode()
@@ -265,12 +264,6 @@ def save_legacy_weights(
                 group.attrs["weight_names"] = np.array(names) if names else np.array([], dtype="float64")
         with open(tmp_json, "w") as fh:
             json.dump(meta, fh, indent=1)
-        os.replace(tmp_h5, path)
-        os.replace(tmp_json, path.with_suffix(".json"))
-    finally:
-        for tmp in (tmp_h5, tmp_json):
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     return path
 
 
@@ -285,9 +278,12 @@ def read_metadata(weights_path: str | os.PathLike) -> dict:
     json_path = weights_path.with_suffix(".json")
     if json_path.is_file():
         try:
-            meta.update(json.loads(json_path.read_text()))
+            loaded = json.loads(json_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise WeightsError(f"{json_path}: metadata is not valid JSON ({err})") from None
+        if not isinstance(loaded, dict):
+            raise WeightsError(f"{json_path}: metadata must be a JSON object, got {type(loaded).__name__}")
+        meta.update(loaded)
     file_filters = _filters_in_file(weights_path)
     if "filters" in meta and file_filters is not None and int(meta["filters"]) != file_filters:
         raise WeightsError(
@@ -355,11 +351,6 @@ def _str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _temp_beside(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    return tmp
-
 
 def export_onnx(model: keras.Model, path: str | os.PathLike, *, input_size: int = 200, opset: int = 13) -> Path:
     """Export to ONNX in the layout SCT's sct_deepseg_gm loads: input ``input_1`` (N, 200, 200, 1)
@@ -382,11 +373,6 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, input_size: int 
     def forward(input_1):
         return {"predictions": model(input_1, training=False)}
 
-    tmp = _temp_beside(path)
-    try:
+    with atomic_path(path) as tmp:
         tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset, output_path=tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

@@ -104,17 +104,20 @@ def preprocess_scan(
     if scan.gm_mask is not None:
         gm_img = nib.Nifti1Image(mask_array(scan, which="gm").astype(np.float32), img.affine)
         gm = grid.resample(Canonical(gm_img).data) > 0.5
+    cord = None
     if scan.cord_mask is not None:
         cord_img = load_image(scan.cord_mask, what="cord mask", allow_constant=True)
         check_same_grid(img, cord_img, what="cord mask")
         cord = grid.resample(Canonical(cord_img).data) > 0.5
+    if cord is not None and cord.any():
         centres, centring = centres_from_mask(cord), "cord mask"
     elif gm is not None and gm.any():
         centres, centring = centres_from_mask(gm), "gm mask"
     else:
         segmenter = segmenter or Segmenter("challenge")
         seg = segmenter.segment(img)
-        centres = np.asarray(seg.extra["pedgm_segment"]["centres_model"], dtype=float)
+        # the segmenter's centres are on its own model grid: convert to this grid's pixels
+        centres = np.asarray(seg.extra["pedgm_segment"]["centres_model"], dtype=float) * (segmenter.spacing_mm / spacing_mm)
         centring = "model"
     centre = np.median(centres, axis=0)
     spread_mm = float(np.max(np.linalg.norm(centres - centre, axis=1)) * spacing_mm)

@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import pooch
 
+from ._utils import atomic_path
 from .exceptions import ChecksumError, DataUnavailableError, PedgmError
 
 __all__ = [
@@ -190,14 +190,8 @@ def _copy_from_mirror(entry: Entry, mirror: Path, target: Path) -> Path:
             "refusing to use it"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return target
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from ._utils import write_text
 from .exceptions import InputFileError, ParameterError, PedgmError
 from .train import VARIANTS
 
@@ -123,7 +123,7 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
         f"VARIANTS=({' '.join(variants)})",
         'VARIANT="${VARIANTS[$SLURM_ARRAY_TASK_ID]}"',
         f"source {shlex.quote(venv)}/bin/activate",
-        f'echo "pedgm: training $VARIANT on $(hostname)"',
+        'echo "pedgm: training $VARIANT on $(hostname)"',
         f'pedgm train --params {shlex.quote(str(params_file))} --variant "$VARIANT"',
         "",
     ]
@@ -137,12 +137,79 @@ def write_text_atomic(text: str, path: str | os.PathLike, *, overwrite: bool = F
         raise PedgmError(f"'{path}' exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
         raise InputFileError(f"Output folder does not exist: '{path.parent}' (for '{path}')")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_text(text, path)
+
+
+def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike = "outputs", run_id: str | None = None,
+                 overwrite: bool = False, progress: bool = True) -> Path:
+    """Run notebooks 01 -> 05 (the four variants in 04) into ``<outputs>/<run_id>/``; returns the run folder.
+
+    Each notebook's paths are set to the run folder (the parameter file supplies everything else);
+    executed notebooks are kept beside their outputs and ``index.html`` links the results. A second
+    run gets a new run id (a timestamp) and never touches the first; an existing ``run_id`` is
+    refused unless ``overwrite``. A failing notebook stops the run with its name and failing cell,
+    and what finished is kept.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    params = load_params(params_file)
+    run_id = run_id or time.strftime("run-%Y%m%d-%H%M%S")
+    run = Path(outputs) / run_id
+    if run.exists() and not overwrite:
+        raise PedgmError(f"run folder '{run}' exists; choose another --run-id or pass --overwrite")
+    run.mkdir(parents=True, exist_ok=True)
+    data_dir = params.get("preprocess", {}).get("data_dir", "")
+    train_dir = run / "train"
+    steps = [
+        ("01_preprocess.ipynb", run / "preprocess", {**params.get("preprocess", {}), "output_dir": str(run / "preprocess")}),
+        ("02_data_creation.ipynb", run / "data", {**params.get("data", {}), "output_dir": str(run / "data"),
+                                                 "preprocessed_dir": str(run / "preprocess" / "preprocessed")}),
+        ("03_augment.ipynb", run / "augment", {**params.get("augment", {}), "output_dir": str(run / "augment"),
+                                              "data_dir": str(run / "data" / "data")}),
+    ]
+    for name, (pretrained, augment) in VARIANTS.items():
+        steps.append(("04_train.ipynb", train_dir / name, {
+            **params.get("train", {}), "data_dir": str(run / "data" / "data"), "output_dir": str(train_dir),
+            "variant": name, "pretrained": pretrained, "augment": augment}))
+    models = {"challenge": "challenge", "large": "large"}
+    models.update({name: str(train_dir / name / "best.hdf5") for name in VARIANTS})
+    steps.append(("05_evaluate.ipynb", run, {**params.get("evaluate", {}), "data_dir": data_dir, "output_dir": str(run),
+                                             "models": models, "split_manifest": str(run / "data" / "manifest.json")}))
+    bar = tqdm(steps, desc="pipeline", unit="notebook", disable=not progress)
+    for notebook, folder, parameters in bar:
+        label = parameters.get("variant", notebook.removesuffix(".ipynb"))
+        bar.set_postfix_str(label)
+        folder.mkdir(parents=True, exist_ok=True)
+        run_notebook(notebook, folder / notebook, parameters)
+    write_report(run)
+    return run
+
+
+def write_report(run: str | os.PathLike) -> Path:
+    """``index.html`` of a pipeline run: results table, figures and links, readable without Jupyter."""
+    import html
+    import json
+
+    run = Path(run)
+    parts = [f"<h1>pedgm_kit run {html.escape(run.name)}</h1>"]
+    results = run / "evaluation" / "results.json"
+    if results.is_file():
+        res = json.loads(results.read_text())
+        parts.append(f"<p>{html.escape(str(res.get('scope', '')))}</p>")
+        summary = run / "evaluation" / "summary.md"
+        if summary.is_file():
+            parts.append(f"<h2>Summary</h2><pre>{html.escape(summary.read_text())}</pre>")
+    for title, pattern in (("Evaluation figures", "evaluation/*.png"), ("Learning curves", "train/*/learning_curve.png"),
+                           ("Data splits", "data/*.png"), ("Augmentation", "augment/*.png"), ("QC montages", "preprocess/qc/*.png")):
+        images = sorted(run.glob(pattern))
+        if images:
+            parts.append(f"<h2>{title}</h2>")
+            parts += [f'<figure><img src="{p.relative_to(run)}" style="max-width:100%"><figcaption>'
+                      f"{html.escape(str(p.relative_to(run)))}</figcaption></figure>" for p in images]
+    links = sorted(p for p in run.rglob("*") if p.suffix in (".ipynb", ".csv", ".xlsx", ".json", ".md", ".hdf5", ".onnx"))
+    parts.append("<h2>Files</h2><ul>" + "".join(
+        f'<li><a href="{p.relative_to(run)}">{html.escape(str(p.relative_to(run)))}</a></li>' for p in links) + "</ul>")
+    page = "<!doctype html><meta charset='utf-8'><title>pedgm_kit run</title><body style='font-family:sans-serif'>"
+    return write_text_atomic(page + "\n".join(parts) + "</body>", run / "index.html", overwrite=True)

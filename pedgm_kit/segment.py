@@ -2,8 +2,8 @@
 
 Pipeline (SCT's, see DESIGN.md) with two robustness fixes:
 
-1. load and validate; reorient to the closest canonical orientation (RAS+), so axis 2 is the
-   slice axis whatever the stored orientation (SCT takes the orientation as stored);
+1. load and validate; reorient to the working orientation (LAS+, the orientation SCT's model was
+   trained on), so axis 2 is the slice axis whatever the stored orientation (SCT takes the orientation as stored);
 2. resample in-plane to the model's spacing (0.25 mm, linear), slice thickness kept;
 3. cut a 200x200 window per axial slice -- centred on the cord (SCT: on the image centre, which misses
    a cord off centre): from ``cord_mask`` when given, otherwise located automatically:
@@ -115,8 +115,12 @@ class _Window:
             ]
 
 
+_PROBE_SLICES = 8  # slices around the middle predicted first, to tell whether the cord is off centre
+
+
 @functools.lru_cache(maxsize=4)
-def _cached_model(spec: str):
+def _cached_model(spec: str, stamp: tuple):
+    """Loaded once per weights file version (``stamp`` = mtime and size, so retrained files reload)."""
     return load_model(spec)
 
 
@@ -134,8 +138,14 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike = "challenge", *, batch_size: int = 8):
         if int(batch_size) < 1:
             raise ParameterError(f"batch_size must be >= 1, got {batch_size!r}")
-        spec = str(model) if str(model) in ("challenge", "large") else str(Path(model).resolve())
-        self.model, self.metadata = _cached_model(spec)
+        if str(model) in ("challenge", "large"):
+            spec, stamp = str(model), ()
+        else:
+            path = Path(model).resolve()
+            stat = path.stat() if path.is_file() else None
+            spec, stamp = str(path), (stat.st_mtime_ns, stat.st_size) if stat else ()
+        self.model, metadata = _cached_model(spec, stamp)
+        self.metadata = dict(metadata)
         self.batch_size = int(batch_size)
         self.window = _Window(int(self.metadata["input_size"]))
         self.spacing_mm = float(self.metadata["spacing_mm"])
@@ -221,9 +231,9 @@ class Segmenter:
         todo = list(order)
         info = {"localised": False, "recentred_slices": 0}
         if auto:
-            first = order[: self.batch_size]
+            first = order[:_PROBE_SLICES]
             self._predict_slices(volume, centres, probs, first)
-            todo = list(order[self.batch_size :])
+            todo = list(order[_PROBE_SLICES:])
             if all(_gm_component(probs[z]) is None for z in first):
                 mid = int(order[0])
                 found = self._search_plane(volume[..., mid])

@@ -28,8 +28,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ._utils import atomic_path, write_json
 from .augment import AugmentConfig, apply_augmentation, sample_params
-from .data_creation import load_split, write_json
+from .data_creation import load_split
 from .exceptions import InputFileError, ParameterError
 from .model import build_model, dice_coefficient, dice_loss, export_onnx, load_legacy_weights, read_metadata, save_legacy_weights
 
@@ -188,8 +189,11 @@ def make_dataset(images, masks, *, batch_size: int, augment: bool, seed: int, sh
     if augment:
         size = images.shape[1:3]
 
-        def param_stream():
-            rng = np.random.default_rng([seed, 1])
+        epochs_seen = [0]
+
+        def param_stream():  # called once per epoch: a new, seeded stream each time
+            rng = np.random.default_rng([seed, epochs_seen[0], 1])
+            epochs_seen[0] += 1
             while True:
                 yield sample_params(rng, batch_size, size, config)
 
@@ -259,15 +263,22 @@ def _device() -> str:
 class _Recorder(keras.callbacks.Callback):
     """Writes history.csv each epoch (atomically) and best.hdf5 whenever val Dice improves."""
 
-    def __init__(self, folder: Path, metadata: dict, initial: dict, min_delta: float):
+    def __init__(self, folder: Path, metadata: dict, initial: dict, min_delta: float, *, initial_is_candidate: bool):
         super().__init__()
         self.folder, self.metadata, self.min_delta = folder, metadata, min_delta
         self.rows = [initial]
+        self.best, self.best_epoch = -np.inf, None
         history = folder / "history.csv"
-        if history.is_file():  # resuming: keep the epochs already done
+        if (folder / "backup").exists() and history.is_file():  # resuming: keep the epochs already done
             with open(history) as fh:
                 self.rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-        self.best = max((r["val_dice"] for r in self.rows[1:]), default=-np.inf)
+            best = json.loads((folder / "best_epoch.json").read_text()) if (folder / "best_epoch.json").is_file() else {}
+            self.best, self.best_epoch = best.get("val_dice", -np.inf), best.get("epoch")
+        else:
+            (folder / "best_epoch.json").unlink(missing_ok=True)
+        self._pending_initial = self.best_epoch is None and initial_is_candidate
+        if self._pending_initial:  # fine-tuning must beat the weights it started from
+            self.best, self.best_epoch = initial["val_dice"], 0
         self.epoch_start = self.batch_start = time.perf_counter()
         self.train_seconds = 0.0  # time inside training steps only (no validation, no callbacks)
         self.train_batches = 0
@@ -288,25 +299,33 @@ class _Recorder(keras.callbacks.Callback):
                "val_loss": float(logs["val_loss"]), "val_dice": float(logs["val_dice"]), "seconds": seconds}
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         _write_csv(self.rows, self.folder / "history.csv")
-        if row["val_dice"] > self.best + self.min_delta or not (self.folder / "best.hdf5").exists():
-            self.best = row["val_dice"]
-            save_legacy_weights(self.model, self.folder / "best.hdf5", metadata=self.metadata)
+        if row["val_dice"] > self.best + self.min_delta or self.best_epoch is None:
+            self._save_best(epoch + 1, row["val_dice"])
+
+    def _save_best(self, epoch: int, val_dice: float):
+        self.best, self.best_epoch = val_dice, epoch
+        save_legacy_weights(self.model, self.folder / "best.hdf5", metadata={**self.metadata, "epoch": epoch})
+        write_json({"epoch": epoch, "val_dice": val_dice}, self.folder / "best_epoch.json")
+
+    def on_train_begin(self, logs=None):
+        if self._pending_initial:
+            self._save_best(0, self.best)
+            self._pending_initial = False
 
 
 def _write_csv(rows, path: Path):
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[-1]))
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in rows[-1]})
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------- training
 
 
 def _build(config: TrainConfig, filters: int):
+    previous = keras.mixed_precision.dtype_policy()
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     try:
@@ -321,7 +340,7 @@ def _build(config: TrainConfig, filters: int):
                 return _compiled(config, filters)
         return _compiled(config, filters)
     finally:
-        keras.mixed_precision.set_dtype_policy("float32")
+        keras.mixed_precision.set_dtype_policy(previous)
 
 
 def _compiled(config: TrainConfig, filters: int):
@@ -398,7 +417,8 @@ def train_variant(
     val_data = make_dataset(x_val, y_val, batch_size=8, augment=False, seed=config.seed, shuffle=False)
     initial_val = float(model.evaluate(val_data, verbose=0, return_dict=True)["dice"])
     recorder = _Recorder(folder, metadata, {"epoch": 0.0, "loss": np.nan, "dice": np.nan, "val_loss": np.nan,
-                                            "val_dice": initial_val, "seconds": 0.0}, config.min_delta)
+                                            "val_dice": initial_val, "seconds": 0.0}, config.min_delta,
+                         initial_is_candidate=config.pretrained)
     cbs = [keras.callbacks.BackupAndRestore(str(folder / "backup")), recorder]
     if not config.sweep:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", min_delta=config.min_delta,
@@ -411,14 +431,13 @@ def train_variant(
     load_legacy_weights(model, folder / "best.hdf5")
     rows = recorder.rows
     val_curve = [r["val_dice"] for r in rows[1:]]
-    best_epoch = int(np.argmax(val_curve)) + 1 if val_curve else 0
     batch = min(config.batch_size, len(x_train))
     summary = {
         "variant": variant,
         "config": asdict(config),
         "epochs_run": len(val_curve),
-        "best_epoch": best_epoch,
-        "best_val_dice": float(max(val_curve)) if val_curve else None,
+        "best_epoch": recorder.best_epoch,  # 0 = the initial (pretrained) weights were never beaten
+        "best_val_dice": float(recorder.best),
         "initial_val_dice": rows[0]["val_dice"],
         "first_epoch_val_dice": val_curve[0] if val_curve else None,
         "baseline_val_dice": float(hard_dice(baseline, x_val, y_val, threshold=0.5)),

@@ -34,7 +34,6 @@ from __future__ import annotations
 import io as _io
 import math
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from ._utils import atomic_path
 from .exceptions import (
     DimensionError,
     GridMismatchError,
@@ -622,16 +622,10 @@ class ReviewLog:
         -------
         pathlib.Path
         """
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-                self._frame.to_csv(handle, index=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+            self._frame.to_csv(handle, index=False)
+            handle.flush()
+            os.fsync(handle.fileno())
         return self.path
 
 

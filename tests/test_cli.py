@@ -114,3 +114,11 @@ def test_bad_threshold(t2s_copy, capsys):
 def test_verbose_shows_traceback(tmp_path, capsys):
     assert main(["--verbose", "segment", str(tmp_path / "absent.nii.gz")]) == 2
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_os_errors_are_one_line(tmp_path, t2s_dir, capsys):
+    (tmp_path / "adir").mkdir()
+    pred = t2s_dir / "t2s_gmseg_manual.nii.gz"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(pred), "--json", str(tmp_path / "adir"), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("pedgm evaluate: error: ") and "adir" in err

@@ -107,3 +107,14 @@ def test_output_path_checks(tmp_path):
     with pytest.raises(OutputExistsError, match="exists; pass --overwrite"):
         check_output_path(tmp_path / "o.nii.gz")
     assert check_output_path(tmp_path / "o.nii.gz", overwrite=True)
+
+
+def test_outputs_get_normal_permissions(tmp_path, tiny_image):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        out = save_like(np.zeros(tiny_image.shape, np.uint8), tiny_image, tmp_path / "m.nii.gz")
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -98,3 +98,11 @@ def test_tta_is_seeded(t2s_dir, challenge_segmenter):
 def test_segmenter_arguments():
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         Segmenter("challenge", batch_size=0)
+
+
+@pytest.mark.slow
+def test_result_does_not_depend_on_batch_size(gm_challenge):
+    image = scan(gm_challenge, "sub-9604")
+    a = np.asanyarray(segment_image(image, batch_size=1).dataobj)
+    b = np.asanyarray(segment_image(image, batch_size=8).dataobj)
+    np.testing.assert_array_equal(a, b)

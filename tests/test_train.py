@@ -97,3 +97,29 @@ def test_slurm_script_is_valid_bash(tmp_path):
     for index, name in enumerate(["pretrained_aug", "pretrained_noaug", "scratch_aug", "scratch_noaug"]):
         line = script.split("VARIANTS=(")[1].split(")")[0].split()
         assert line[index] == name
+
+
+def test_augmented_tf_pipeline_changes_between_epochs(rng):
+    from pedgm_kit.train import make_dataset
+
+    images = rng.normal(size=(4, 64, 64, 1)).astype(np.float32)
+    masks = (images > 1).astype(np.float32)
+    data = make_dataset(images, masks, batch_size=4, augment=True, seed=0, shuffle=False, backend="tensorflow")
+    first = [np.asarray(x) for x, _ in data]
+    second = [np.asarray(x) for x, _ in data]
+    assert not np.array_equal(first[0], second[0])
+    again = make_dataset(images, masks, batch_size=4, augment=True, seed=0, shuffle=False, backend="tensorflow")
+    np.testing.assert_array_equal(first[0], np.asarray(next(iter(again))[0]))  # seeded
+
+
+@pytest.mark.slow
+def test_rerun_into_finished_folder_starts_afresh(tiny_data, tmp_path):
+    config = TrainConfig(pretrained=True, augment=False, epochs=1, max_slices=4)
+    train_variant(tiny_data, tmp_path, config, verbose=0)
+    probe = _StopAfter(99)
+    summary = train_variant(tiny_data, tmp_path, config, verbose=0, callbacks=[probe])
+    assert probe.first_epoch == 0
+    history = (tmp_path / "pretrained_noaug" / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header, epoch 0, epoch 1: the old run's rows are gone
+    best = json.loads((tmp_path / "pretrained_noaug" / "best.json").read_text())
+    assert best["epoch"] == summary["best_epoch"] in (0, 1)
