@@ -48,9 +48,22 @@ def load_params(path: str | os.PathLike) -> dict[str, dict]:
 
 
 def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict, *,
-                 cwd: str | os.PathLike | None = None, progress: bool = False) -> Path:
-    """Execute a notebook with papermill; a failure names the notebook, the cell and the error."""
+                 cwd: str | os.PathLike | None = None, progress: bool = False, stream: bool = False) -> Path:
+    """Execute a notebook with papermill; a failure names the notebook, the cell and the error.
+
+    ``stream`` echoes the notebook's output to stderr as it runs (e.g. one line per training epoch).
+    """
+    import logging
+
     import papermill
+
+    if stream:
+        logger = logging.getLogger("papermill")
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("    %(message)s"))
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
     notebook = Path(notebook)
     if not notebook.is_absolute() and not notebook.exists():
@@ -61,7 +74,7 @@ def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, paramet
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
-                                   progress_bar=progress, cwd=str(cwd) if cwd else None)
+                                   progress_bar=progress, cwd=str(cwd) if cwd else None, log_output=stream)
     except papermill.PapermillExecutionError as err:
         raise PedgmError(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {str(err.evalue).splitlines()[0] if err.evalue else ''}); "
@@ -91,7 +104,7 @@ def train_variants(params_file: str | os.PathLike, *, variant: str | None = None
     for name in tqdm(_variants(variant, all_variants), desc="variants", unit="variant", disable=not progress):
         pretrained, augment = VARIANTS[name]
         run = {**params, "pretrained": pretrained, "augment": augment, "variant": name, "output_dir": str(run_dir)}
-        done.append(run_notebook("04_train.ipynb", run_dir / name / "04_train.ipynb", run))
+        done.append(run_notebook("04_train.ipynb", run_dir / name / "04_train.ipynb", run, stream=progress))
     return done
 
 
@@ -182,7 +195,7 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
         label = parameters.get("variant", notebook.removesuffix(".ipynb"))
         bar.set_postfix_str(label)
         folder.mkdir(parents=True, exist_ok=True)
-        run_notebook(notebook, folder / notebook, parameters)
+        run_notebook(notebook, folder / notebook, parameters, stream=progress and notebook == "04_train.ipynb")
     write_report(run)
     return run
 

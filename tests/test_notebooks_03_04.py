@@ -24,24 +24,15 @@ def test_augment_notebook(tmp_path, tiny_data):
 
 
 @pytest.mark.slow
-def test_four_variants_headless(tmp_path, tiny_data, capsys):
+def test_train_cli_one_variant(tmp_path, tiny_data, capsys):
     params = tmp_path / "smoke.yaml"
     params.write_text(yaml.safe_dump({"train": {"data_dir": str(tiny_data), "output_dir": str(tmp_path / "run"),
                                                 "smoke": True, "seed": 0}}))
-    assert main(["train", "--params", str(params), "--all"]) == 0
-    summaries = {}
-    for variant in ("pretrained_aug", "pretrained_noaug", "scratch_aug", "scratch_noaug"):
-        folder = tmp_path / "run" / variant
-        for name in ("04_train.ipynb", "history.csv", "learning_curve.png", "best.hdf5", "best.json", "summary.json"):
-            assert (folder / name).is_file(), f"{variant}/{name}"
-        summaries[variant] = json.loads((folder / "summary.json").read_text())
-    for variant in ("pretrained_aug", "pretrained_noaug"):
-        s = summaries[variant]
-        # fine-tuning starts where the adult model is, and does not destroy it
-        assert abs(s["first_epoch_val_dice"] - s["baseline_val_soft_dice"]) <= 0.05, s
-        assert s["test_dice"] >= s["baseline_test_dice"] - 0.02, s
-    for variant in ("scratch_aug", "scratch_noaug"):
-        assert summaries[variant]["first_epoch_val_dice"] < 0.5, summaries[variant]
+    assert main(["train", "--params", str(params), "--variant", "pretrained_noaug"]) == 0
+    folder = tmp_path / "run" / "pretrained_noaug"
+    assert capsys.readouterr().out.strip() == str(folder / "04_train.ipynb")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["variant"] == "pretrained_noaug" and summary["config"]["augment"] is False
 
 
 def test_train_cli_errors(tmp_path, capsys):
