@@ -34,6 +34,7 @@ __all__ = [
     "load_image",
     "save_like",
     "spacing_mm",
+    "to_image_like",
 ]
 
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")

@@ -24,7 +24,7 @@ import numpy as np
 from keras import layers, ops
 
 from ._utils import atomic_path
-from .exceptions import InputFileError, WeightsError
+from .exceptions import InputFileError, ParameterError, WeightsError
 
 __all__ = [
     "DEFAULT_METADATA",
@@ -98,7 +98,7 @@ def build_model(
     (None, 200, 200, 1)
     """
     if not isinstance(filters, (int, np.integer)) or filters < 1:
-        raise ValueError(f"filters must be a positive integer, got {filters!r}")
+        raise ParameterError(f"filters must be a positive integer, got {filters!r}")
     counter = {"conv": 0, "bn": 0, "drop": 0}
 
     def block(x, name=None, kernel=3, rate=1, width=filters):

@@ -22,7 +22,7 @@ import numpy as np
 from .datasets import Scan, mask_array
 from .exceptions import ParameterError
 from .io import Canonical, check_same_grid, default_output_path, load_image, save_like
-from .segment import ModelGrid, Segmenter, centres_from_mask
+from .segment import ModelGrid, Segmenter, _Window, centres_from_mask, segment_file
 
 __all__ = [
     "Preprocessed",
@@ -126,31 +126,19 @@ def preprocess_scan(
             f"{scan.scan_id}: the cord moves {spread_mm:.1f} mm across slices; one {size * spacing_mm:g} mm "
             "window per scan may cut it at the ends"
         )
-    top_left = np.rint(centre - size / 2).astype(int)
-    window = _cut(grid.volume, top_left, size)
-    mask = None if gm is None else _cut(gm.astype(np.float32), top_left, size, mode="constant").astype(np.uint8)
+    cut = _Window(int(size))
+    window = np.ascontiguousarray(cut.extract(grid.volume, centre), dtype=np.float32)
+    mask = None if gm is None else np.ascontiguousarray(cut.extract(gm, centre, mode="constant"), dtype=np.uint8)
     return Preprocessed(
         scan.scan_id,
         scan.person_id,
         window,
         mask,
-        grid.window_affine(top_left),
+        grid.window_affine(cut.top_left(centre)),
         centring,
         spread_mm,
         dict(scan.metadata),
     )
-
-
-def _cut(volume: np.ndarray, top_left, size: int, *, mode: str = "symmetric") -> np.ndarray:
-    """The (size, size, n) block of ``volume`` starting at ``top_left``; padded (``mode``) outside."""
-    top, left = (int(v) for v in top_left)
-    rows = (max(top, 0), min(top + size, volume.shape[0]))
-    cols = (max(left, 0), min(left + size, volume.shape[1]))
-    block = volume[rows[0] : rows[1], cols[0] : cols[1]]
-    pad = ((rows[0] - top, top + size - rows[1]), (cols[0] - left, left + size - cols[1]), (0, 0))
-    if any(p for pair in pad for p in pair):
-        block = np.pad(block, pad, mode=mode)
-    return np.ascontiguousarray(block, dtype=np.float32)
 
 
 def standardise(volume: np.ndarray) -> np.ndarray:
@@ -215,9 +203,7 @@ def draft_mask(
     overwrite: bool = False,
 ) -> Path:
     """Draft a GM mask with the pretrained model, on the image's own grid, for manual correction."""
-    segmenter = segmenter or Segmenter("challenge")
-    seg = segmenter.segment(image)
-    return save_like(np.asanyarray(seg.dataobj), seg, output, overwrite=overwrite)
+    return segment_file(image, output, overwrite=overwrite, model=segmenter or Segmenter("challenge"))
 
 
 def fsleyes_command(image: str | os.PathLike, mask: str | os.PathLike) -> str:

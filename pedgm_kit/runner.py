@@ -173,7 +173,8 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
     if run.exists() and not overwrite:
         raise PedgmError(f"run folder '{run}' exists; choose another --run-id or pass --overwrite")
     run.mkdir(parents=True, exist_ok=True)
-    data_dir = params.get("preprocess", {}).get("data_dir", "")
+    layout = {k: v for k, v in params.get("preprocess", {}).items()
+              if k in ("data_dir", "layout", "ids_file", "second_ids_file", "image_name", "gm_name")}
     train_dir = run / "train"
     steps = [
         ("01_preprocess.ipynb", run / "preprocess", {**params.get("preprocess", {}), "output_dir": str(run / "preprocess")}),
@@ -188,7 +189,7 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
             "variant": name, "pretrained": pretrained, "augment": augment}))
     models = {"challenge": "challenge", "large": "large"}
     models.update({name: str(train_dir / name / "best.hdf5") for name in VARIANTS})
-    steps.append(("05_evaluate.ipynb", run, {**params.get("evaluate", {}), "data_dir": data_dir, "output_dir": str(run),
+    steps.append(("05_evaluate.ipynb", run, {**params.get("evaluate", {}), **layout, "output_dir": str(run),
                                              "models": models, "split_manifest": str(run / "data" / "manifest.json")}))
     bar = tqdm(steps, desc="pipeline", unit="notebook", disable=not progress)
     for notebook, folder, parameters in bar:

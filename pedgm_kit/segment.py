@@ -92,17 +92,21 @@ class _Window:
     def top_left(self, centre: np.ndarray) -> np.ndarray:
         return np.rint(np.asarray(centre, dtype=float) - self.size / 2).astype(int)
 
-    def extract(self, plane: np.ndarray, centre) -> np.ndarray:
-        """The ``size`` x ``size`` window of ``plane`` centred at ``centre``, symmetric-padded outside."""
+    def extract(self, array: np.ndarray, centre, *, mode: str = "symmetric") -> np.ndarray:
+        """The ``size`` x ``size`` window (first two axes) of ``array`` centred at ``centre``.
+
+        Parts outside the array are padded with ``mode`` (SCT pads small images symmetrically);
+        trailing axes (slices) are kept whole.
+        """
         top, left = self.top_left(centre)
-        rows = (max(top, 0), min(top + self.size, plane.shape[0]))
-        cols = (max(left, 0), min(left + self.size, plane.shape[1]))
-        crop = plane[rows[0] : rows[1], cols[0] : cols[1]]
+        rows = (max(top, 0), min(top + self.size, array.shape[0]))
+        cols = (max(left, 0), min(left + self.size, array.shape[1]))
+        crop = array[rows[0] : rows[1], cols[0] : cols[1]]
         pad = ((rows[0] - top, top + self.size - rows[1]), (cols[0] - left, left + self.size - cols[1]))
         if crop.size == 0:
-            return np.zeros((self.size, self.size), dtype=plane.dtype)
+            return np.zeros((self.size, self.size) + array.shape[2:], dtype=array.dtype)
         if any(p for pair in pad for p in pair):
-            crop = np.pad(crop, pad, mode="symmetric")
+            crop = np.pad(crop, pad + ((0, 0),) * (array.ndim - 2), mode=mode)
         return crop
 
     def paste(self, plane: np.ndarray, window: np.ndarray, centre) -> None:

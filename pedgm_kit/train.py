@@ -446,6 +446,11 @@ def train_variant(
         "test_dice": float(hard_dice(model, x_test, y_test)) if len(x_test) else None,
         "baseline_test_dice": float(hard_dice(baseline, x_test, y_test)) if len(x_test) else None,
         "n_slices": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
+        "dice_definitions": {
+            "*_val_dice, baseline_val_soft_dice": "soft Dice (the training metric), mean over validation batches",
+            "baseline_val_dice, val_dice_hard": "Dice of predictions > 0.5 over all validation slices",
+            "test_dice, baseline_test_dice": "Dice of predictions > 0.999 (SCT's threshold) over all test slices",
+        },
         "seconds": round(seconds, 2),
         "train_slices_per_s": round(recorder.train_batches * batch / max(recorder.train_seconds, 1e-9), 2),
         "backend": keras.backend.backend(),

@@ -79,6 +79,12 @@ def test_folder_layout_with_spreadsheet(tmp_path, gm_challenge):
     assert sorted(manifest["splits"]["val"]) == ["10062", "10062_second"]
     assert persons["9709"] == "train" and persons["10062"] == "val"
     assert manifest["counts"]["train"]["persons"] == 3
+    # notebook 05 evaluates the same folder layout on 02's test split (no rescans here: no retest)
+    run_notebook("05_evaluate.ipynb", tmp_path, data_dir=str(data), layout="folders", output_dir=str(tmp_path / "ev"),
+                 models=["challenge"], split_manifest=str(tmp_path / "data" / "manifest.json"), retest=False, n_boot=50)
+    results = json.loads((tmp_path / "ev" / "evaluation" / "results.json").read_text())
+    assert sorted(results["scans"]) == ["9604", "9669"]
+    assert all(value >= 0.87 for value in results["dice_per_scan"]["challenge"].values())
 
 
 @pytest.mark.slow
