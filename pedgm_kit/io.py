@@ -10,6 +10,7 @@ destination folder and renamed into place, so a failed run never leaves a partia
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -32,6 +33,7 @@ __all__ = [
     "check_same_grid",
     "default_output_path",
     "load_image",
+    "open_nifti",
     "save_like",
     "spacing_mm",
     "to_image_like",
@@ -81,14 +83,9 @@ def load_image(
     name = _describe(image)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        if not path.is_file():
-            raise InputFileError(f"No such file or no access: '{path}' ({what})")
-        try:
-            img = nib.load(path)
+        img = open_nifti(path, what=what)
+        with _readable(path, what):
             data = np.asanyarray(img.dataobj)
-        except Exception as err:  # nibabel, gzip, zlib and OS errors all mean "not a readable NIfTI"
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputFileError(f"Cannot read '{path}' as a NIfTI {what}: {reason}") from None
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise InputFileError(f"'{path}' is a {type(img).__name__}, not a NIfTI {what}")
     else:
@@ -111,6 +108,31 @@ def load_image(
     _copy_codes(img.header, out)
     out._pedgm_source = name  # the file it came from, for later error messages
     return out
+
+
+def open_nifti(path: str | os.PathLike, *, what: str = "image"):
+    """``nibabel.load`` a path (header read, voxel data left on disk) with one-line errors.
+
+    Raises
+    ------
+    InputFileError
+        Missing file, or a file nibabel cannot read ("No such file ..." / "Cannot read ... as a NIfTI").
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"No such file or no access: '{path}' ({what})")
+    with _readable(path, what):
+        return nib.load(path)
+
+
+@contextlib.contextmanager
+def _readable(path: Path, what: str):
+    """Turn any failure to read ``path`` into a one-line :class:`InputFileError`."""
+    try:
+        yield
+    except Exception as err:  # nibabel, gzip, zlib and OS errors all mean "not a readable NIfTI"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputFileError(f"Cannot read '{path}' as a NIfTI {what}: {reason}") from None
 
 
 def spacing_mm(img: nib.Nifti1Image) -> np.ndarray:

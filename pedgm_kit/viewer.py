@@ -56,7 +56,7 @@ from .exceptions import (
     InputFileError,
     ParameterError,
 )
-from .io import Canonical, check_same_grid, load_image
+from .io import Canonical, check_same_grid, load_image, open_nifti
 from .metrics import dice
 
 __all__ = [
@@ -683,14 +683,7 @@ def _source(spec, label: str) -> str:
 def _header(spec, what: str, label: str):
     """The spec's grid (shape, affine) without reading voxel data, tagged with its source."""
     if isinstance(spec, (str, os.PathLike)):
-        path = Path(spec)
-        if not path.is_file():
-            raise InputFileError(f"No such file or no access: '{path}' ({what})")
-        try:
-            img = nib.load(path)
-        except Exception as err:  # nibabel, gzip and OS errors all mean "not a readable NIfTI"
-            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise InputFileError(f"Cannot read '{path}' as a NIfTI {what}: {reason}") from None
+        img = open_nifti(spec, what=what)
     elif isinstance(spec, nib.spatialimages.SpatialImage):
         img = spec
     else:
