@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 
 @contextlib.contextmanager
@@ -35,44 +29,3 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def write_text(text: str, path: str | os.PathLike) -> Path:
-    """Write a text file atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        fh.write(text)
-    return Path(path)
-
-
-def _jsonable(obj):
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return _jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if obj is pd.NA or obj is None:
-        return None
-    if isinstance(obj, os.PathLike):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def write_json(obj, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as JSON atomically; NaN/inf become ``null``, numpy and pandas values plain.
-
-    Returns
-    -------
-    pathlib.Path
-        The written path.
-    """
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
-    return write_text(text + "\n", path)

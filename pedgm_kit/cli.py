@@ -126,23 +126,17 @@ def _cmd_segment(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
-    from .evaluate import evaluate_pair, write_json
-    from .exceptions import InputFileError, OutputExistsError
+    from .evaluate import score_pair
+    from .io import check_output_path, write_json
     from .metrics import METRICS
 
-    out = Path(args.json) if args.json else None
-    if out is not None:  # check the destination before any work
-        if not out.parent.is_dir():
-            raise InputFileError(f"Output folder does not exist: '{out.parent}' (for --json '{out}')")
-        if out.exists() and not args.overwrite:
-            raise OutputExistsError(f"Output '{out}' exists; pass --overwrite to replace it")
-    labelled_only = not args.all_slices
-    scan = evaluate_pair(args.pred, args.gt, labelled_only=labelled_only)
-    slices = evaluate_pair(args.pred, args.gt, per_slice=True, labelled_only=labelled_only) if args.per_slice else None
+    out = None
+    if args.json:  # check the destination before any work
+        out = check_output_path(args.json, overwrite=args.overwrite, suffixes=(".json",), inputs=(args.pred, args.gt),
+                                what="--json")
+    scan, slices = score_pair(args.pred, args.gt, labelled_only=not args.all_slices)
     row = scan.iloc[0]
     print(f"pred: {args.pred}")
     print(f"gt:   {args.gt}")
@@ -151,7 +145,7 @@ def _cmd_evaluate(args) -> int:
     width = max(len(n) for n in names)
     for name in names:
         print(f"{name:<{width}}  {row[name]:.4f}")
-    if slices is not None:
+    if args.per_slice:
         with pd.option_context("display.max_rows", None, "display.width", 200, "display.float_format", "{:.4f}".format):
             print(slices.to_string(index=False))
     if out is not None:
@@ -161,7 +155,7 @@ def _cmd_evaluate(args) -> int:
             "spacing_mm": scan.attrs["spacing_mm"], "slice_axis": scan.attrs["axis"],
             "scan": {name: row[name] for name in names},
         }
-        if slices is not None:
+        if args.per_slice:
             report["slices"] = slices.to_dict(orient="records")
         write_json(report, out)
         print(f"json: {out}")
@@ -186,37 +180,39 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_slurm(args) -> int:
-    from .runner import load_params, slurm_script, write_text_atomic
+    from .io import write_text
+    from .runner import load_params, slurm_script
 
     load_params(args.params)  # fail now, not on the cluster
     script = slurm_script(args.params, variants=args.variants, gpus=args.gpus, time=args.time, mem=args.mem,
                           cpus=args.cpus, partition=args.partition, account=args.account, venv=args.venv)
-    print(write_text_atomic(script, args.out, overwrite=args.overwrite))
+    print(write_text(script, args.out, overwrite=args.overwrite))
     return 0
 
 
 def _cmd_export(args) -> int:
     from pathlib import Path
 
-    from .exceptions import InputFileError, OutputExistsError
+    from .exceptions import InputFileError
+    from .io import check_output_path, write_json
     from .model import export_onnx, load_model, save_legacy_weights
+    from .weights import read_metadata, weights_path
 
     out = Path(args.out)
     if not out.is_dir():
         raise InputFileError(f"Output folder does not exist: '{out}'")
-    model, meta = load_model(args.model, input_shape=(200, 200, 1))
-    name = Path(meta["source"]).stem
-    target = out / f"{name}.{args.format}"
+    source = weights_path(args.model)
+    meta = read_metadata(source)
+    target = out / f"{source.stem}.{args.format}"
     for path in (target, target.with_suffix(".json")):
-        if path.exists() and not args.overwrite:
-            raise OutputExistsError(f"Output '{path}' exists; pass --overwrite to replace it")
+        check_output_path(path, overwrite=args.overwrite, suffixes=None, inputs=(source, source.with_suffix(".json")))
+    size = int(meta["input_size"])
+    model, meta = load_model(source, input_shape=(size, size, 1))
     keep = {k: v for k, v in meta.items() if k != "source"}
     if args.format == "hdf5":
         save_legacy_weights(model, target, metadata=keep)
     else:
-        export_onnx(model, target)
-        from .data_creation import write_json
-
+        export_onnx(model, target, input_size=size)
         write_json(keep, target.with_suffix(".json"))
     print(target)
     return 0

@@ -21,12 +21,23 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from ._utils import atomic_path, write_json
-from .exceptions import PedgmError
+from ._utils import atomic_path
+from .exceptions import InputFileError, PedgmError
+from .io import write_json
 from .preprocess import load_preprocessed, standardise
 from .registry import sha256sum
+from .weights import DEFAULT_METADATA
 
-__all__ = ["ARRAY_KEYS", "build_split_arrays", "load_split", "save_npz", "verify_split", "write_json"]
+__all__ = [
+    "ARRAY_KEYS",
+    "build_split_arrays",
+    "file_record",
+    "load_split",
+    "read_manifest",
+    "save_npz",
+    "verify_split",
+    "write_manifest",
+]
 
 ARRAY_KEYS = ("images", "masks", "scan_id", "person_id", "slice_index", "spacing_mm")
 
@@ -76,9 +87,10 @@ def build_split_arrays(
         parts["slice_index"].append(z.astype(np.int32))
         parts["spacing_mm"].append(np.tile(nib.affines.voxel_sizes(affine).astype(np.float32), (z.size, 1)))
     if not scan_ids:
+        size = int(DEFAULT_METADATA["input_size"])
         return {
-            "images": np.zeros((0, 200, 200), np.float32),
-            "masks": np.zeros((0, 200, 200), np.uint8),
+            "images": np.zeros((0, size, size), np.float32),
+            "masks": np.zeros((0, size, size), np.uint8),
             "scan_id": np.zeros(0, "<U1"),
             "person_id": np.zeros(0, "<U1"),
             "slice_index": np.zeros(0, np.int32),
@@ -126,3 +138,84 @@ def file_record(path: str | os.PathLike) -> dict:
     """``{"path", "bytes", "sha256"}`` of a file, for manifests."""
     path = Path(path)
     return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256sum(path)}
+
+
+def write_manifest(
+    path: str | os.PathLike,
+    *,
+    splits: Mapping[str, Sequence[str]],
+    counts: Mapping[str, Mapping],
+    data_dir: str | os.PathLike,
+    frame: pd.DataFrame,
+    preprocessed_dir: str | os.PathLike,
+    parameters: Mapping,
+    folds: Sequence[Mapping[str, Sequence[str]]] | None = None,
+) -> Path:
+    """Write notebook 02's ``manifest.json``: the split(s), counts and the sha256 of every file used.
+
+    Parameters
+    ----------
+    path : path-like
+        The manifest file (written atomically).
+    splits : mapping
+        ``{"train": [scan id ...], "val": [...], "test": [...]}`` of the arrays in ``data_dir``.
+    counts : mapping
+        Per split: scans, persons, slices, GM slices.
+    data_dir : path-like
+        Folder of the ``<split>.npz`` arrays.
+    frame : pandas.DataFrame
+        Notebook 01's ``index.csv`` (``image``, ``gm_mask``, ``source_image``, ``source_gm_mask``).
+    preprocessed_dir : path-like
+        Folder the preprocessed paths of ``frame`` are relative to.
+    parameters : mapping
+        Notebook parameters to record.
+    folds : sequence of mappings, optional
+        Cross-validation folds (``{"train", "val", "test"}`` each); ``splits`` is then the first.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    pre, data_dir = Path(preprocessed_dir), Path(data_dir)
+    manifest = {
+        "notebook": "02_data_creation",
+        "parameters": dict(parameters),
+        "splits": {name: list(ids) for name, ids in splits.items()},
+        "folds": [{name: list(ids) for name, ids in fold.items()} for fold in folds] if folds else None,
+        "counts": dict(counts),
+        "data_dir": str(data_dir),
+        "arrays": {name: file_record(data_dir / f"{name}.npz") for name in splits if (data_dir / f"{name}.npz").is_file()},
+        "preprocessed": [file_record(pre / p) for p in list(frame["image"]) + list(frame["gm_mask"].dropna())],
+        "sources": [file_record(p) for p in list(frame["source_image"]) + list(frame["source_gm_mask"].dropna())],
+    }
+    return write_json(manifest, path)
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """Read a ``manifest.json`` of :func:`write_manifest`, checking its splits.
+
+    Returns
+    -------
+    dict
+        The manifest; ``splits`` maps ``train``/``val``/``test`` to scan-id lists and ``folds`` is a
+        list of such mappings or None.
+
+    Raises
+    ------
+    InputFileError
+        Missing or unreadable file, or no ``splits`` with a ``test`` list.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"No such file or no access: '{path}' (split manifest; run notebook 02)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputFileError(f"Cannot read split manifest '{path}': {str(err).splitlines()[0]}") from None
+    splits = manifest.get("splits") if isinstance(manifest, dict) else None
+    if not isinstance(splits, dict) or not isinstance(splits.get("test"), list):
+        raise InputFileError(f"Split manifest '{path}' has no 'splits' with a 'test' list of scan ids")
+    manifest.setdefault("folds", None)
+    return manifest

@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .datasets import DatasetWarning, discover_bids
+from .evaluate import load_mask
 from .io import save_like
 from .metrics import dice, labelled_slices
 from .registry import fetch_group
@@ -27,15 +29,17 @@ from .segment import Segmenter
 
 
 def sample_cases() -> list[tuple[str, Path, Path]]:
-    """(name, image, manual GM mask) of every labelled sample scan, fetched through the registry."""
+    """(name, image, manual GM mask) of every labelled sample scan, fetched through the registry.
+
+    SCT's reference scan first, then the labelled gm-challenge-data scans as discovery finds them
+    (masks checked: grid and binary).
+    """
     t2s = fetch_group("sct_testing_data") / "t2s"
     cases = [("t2s_uncropped", t2s / "t2s_uncropped.nii.gz", t2s / "t2s_uncropped_gmseg_manual.nii.gz")]
-    root = fetch_group("gm-challenge-data")
-    for image in sorted(root.glob("sub-*/anat/*_run-1_T2starw.nii.gz")):
-        sub = image.parts[-3]
-        manual = root / "derivatives" / "labels" / sub / "anat" / image.name.replace(".nii.gz", "_gmseg-manual.nii.gz")
-        if manual.is_file():
-            cases.append((sub, image, manual))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetWarning)  # the unlabelled run-2 rescans are expected
+        index = discover_bids(fetch_group("gm-challenge-data"))
+    cases += [(scan.metadata["subject"], scan.image, scan.gm_mask) for scan in index.scans]
     return cases
 
 
@@ -46,7 +50,7 @@ def run(model: str = "challenge", output_dir: str | Path = "outputs") -> pd.Data
     segmenter = Segmenter(model)
     rows = []
     for name, image, manual in tqdm(sample_cases(), desc="segmenting", unit="scan"):
-        truth = nib.load(manual).get_fdata() > 0.5
+        truth = load_mask(manual, what="manual GM mask")[1]
         keep = labelled_slices(truth)
         row = {"scan": name, "slices": int(truth.shape[2]), "labelled": int(keep.sum())}
         for label, centred in (("sct_centre_crop", False), ("pedgm_cord_centred", True)):

@@ -1,22 +1,35 @@
-"""NIfTI input/output at the toolkit's boundary.
+"""NIfTI input/output and the one validation layer at the toolkit's boundary.
 
-Images are validated once, here: a missing file, a file that is not NIfTI, the wrong number of
-dimensions, NaN/infinite voxels or a constant image raise a :class:`~pedgm_kit.exceptions.PedgmError`
-subclass whose one-line message names the file and the problem. Orientation is handled here too:
-processing happens in one working orientation (LAS+, see :class:`Canonical`), and outputs are written back on the
-input's exact grid (shape, affine, qform/sform codes). Outputs are written to a temporary file in the
-destination folder and renamed into place, so a failed run never leaves a partial file.
+Everything that opens, checks or writes a file goes through here, so every module gets the same
+checks and the same one-line messages (file first, then what is wrong):
+
+- :func:`open_nifti` -- the one place a path is handed to nibabel (header only);
+- :func:`load_image` -- a validated 3D float32 image: readable NIfTI, 3D (a 4D image with one volume
+  counts), real scalar voxels (no RGB, no complex), finite, not constant, a finite invertible affine
+  and positive voxel sizes in the header;
+- :func:`check_same_grid` -- two images on one voxel grid (shape, affine within
+  :data:`AFFINE_ATOL_MM`); :func:`check_binary` -- a mask holding only 0 and 1;
+- :func:`check_output_path`, :func:`save_like`, :func:`write_text`, :func:`write_json` -- outputs:
+  validated before any work, written to a temporary file in the destination folder and renamed into
+  place, so a failed run never leaves a partial or overwritten file.
+
+Error messages name the file an image came from. Images built in memory have no file, so the
+functions that report on images take the name explicitly (``name=``); :func:`source_name` gives it
+for a path or a nibabel image.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel import orientations
+import pandas as pd
 
 from ._utils import atomic_path
 from .exceptions import (
@@ -25,28 +38,94 @@ from .exceptions import (
     ImageContentError,
     InputFileError,
     OutputExistsError,
+    ParameterError,
+    PedgmError,
 )
+from .geometry import Canonical
 
 __all__ = [
+    "AFFINE_ATOL_MM",
     "Canonical",
+    "check_binary",
+    "check_choice",
     "check_output_path",
     "check_same_grid",
     "default_output_path",
+    "errors_about",
     "load_image",
     "open_nifti",
+    "read_data",
     "save_like",
+    "source_name",
     "spacing_mm",
     "to_image_like",
+    "write_json",
+    "write_text",
 ]
 
-_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+AFFINE_ATOL_MM = 1e-3
+"""Largest element-wise difference (mm) between two affines that still counts as one grid.
+
+1e-4 would be too strict for real data: the GM mask of gm-challenge ``sub-9604`` carries an sform
+whose rotation terms differ from the image's quaternion-derived qform by 2.2e-4 (a 0.02 degree
+rotation, under 0.1 voxel across the whole field of view)."""
+
+_NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
-def _describe(img_or_path) -> str:
-    if isinstance(img_or_path, (str, os.PathLike)):
-        return str(img_or_path)
-    name = getattr(img_or_path, "get_filename", lambda: None)()
-    return name or "<in-memory image>"
+def source_name(image, default: str = "<in-memory image>") -> str:
+    """How messages name an image: its path, the file a nibabel image was read from, or ``default``."""
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    name = getattr(image, "get_filename", lambda: None)()
+    return name or default
+
+
+def open_nifti(path: str | os.PathLike, *, what: str = "image"):
+    """``nibabel.load`` a path (header read, voxel data left on disk) with one-line errors.
+
+    Raises
+    ------
+    InputFileError
+        Missing file, a file nibabel cannot read, or an image format other than NIfTI.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"No such file or no access: '{path}' ({what})")
+    with _readable(path, what):
+        img = nib.load(path)
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputFileError(f"'{path}' is a {type(img).__name__}, not a NIfTI {what}")
+    return img
+
+
+def read_data(img, *, name: str, what: str = "image") -> np.ndarray:
+    """The voxel array of an opened image, with a read failure (truncated gzip ...) as one line."""
+    with _readable(Path(name), what):
+        return np.asanyarray(img.dataobj)
+
+
+@contextlib.contextmanager
+def _readable(path: Path, what: str):
+    """Turn any failure to read ``path`` into a one-line :class:`InputFileError`."""
+    try:
+        yield
+    except InputFileError:
+        raise
+    except MemoryError:
+        raise InputFileError(f"Cannot read '{path}' as a NIfTI {what}: it does not fit in memory") from None
+    except Exception as err:  # nibabel, gzip, zlib and OS errors all mean "not a readable NIfTI"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputFileError(f"Cannot read '{path}' as a NIfTI {what}: {reason}") from None
+
+
+@contextlib.contextmanager
+def errors_about(prefix: str):
+    """Prefix the message of any :class:`PedgmError` raised inside with ``prefix`` (e.g. a scan id)."""
+    try:
+        yield
+    except PedgmError as err:
+        raise type(err)(f"{prefix}: {err}") from None
 
 
 def load_image(
@@ -54,6 +133,7 @@ def load_image(
     *,
     what: str = "image",
     allow_constant: bool = False,
+    name: str | None = None,
 ) -> nib.Nifti1Image:
     """Load and validate a 3D NIfTI image.
 
@@ -65,11 +145,13 @@ def load_image(
         Word used in error messages ("image", "cord mask", ...).
     allow_constant : bool, default False
         Accept an image whose voxels all have one value (masks may be empty).
+    name : str, optional
+        How messages name an in-memory image (default :func:`source_name`).
 
     Returns
     -------
     nibabel.Nifti1Image
-        A 3D float32 image on the same grid (affine and header kept).
+        A new 3D float32 image on the same grid (affine, header and qform/sform codes kept).
 
     Raises
     ------
@@ -78,61 +160,51 @@ def load_image(
     DimensionError
         Not 3D.
     ImageContentError
-        NaN or infinite voxels, or a constant image (unless ``allow_constant``).
+        RGB or complex voxels, NaN or infinite voxels, a constant image (unless
+        ``allow_constant``), a non-finite or singular affine, or a voxel size in the header that is
+        zero, negative or not a number.
     """
-    name = _describe(image)
+    name = name or source_name(image)
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        img = open_nifti(path, what=what)
-        with _readable(path, what):
-            data = np.asanyarray(img.dataobj)
-        if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-            raise InputFileError(f"'{path}' is a {type(img).__name__}, not a NIfTI {what}")
+        img = open_nifti(image, what=what)
     else:
         img = image
-        data = np.asanyarray(img.dataobj)
+    _check_header(img, name, what)
+    data = read_data(img, name=name, what=what)
+    if data.dtype.names is not None or data.dtype.kind not in "biuf":
+        kind = "RGB" if data.dtype.names is not None else "complex" if data.dtype.kind == "c" else str(data.dtype)
+        raise ImageContentError(f"{name}: {what} holds {kind} voxels; expected real scalar intensities (one value per voxel)")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise DimensionError(f"{name}: expected a 3D {what}, got {data.ndim}D data of shape {data.shape}")
+    if 0 in data.shape:
+        raise DimensionError(f"{name}: {what} has an empty axis (shape {data.shape})")
     data = np.asarray(data, dtype=np.float32)
     if not np.isfinite(data).all():
         n_bad = int(np.count_nonzero(~np.isfinite(data)))
         raise ImageContentError(f"{name}: {what} has {n_bad} NaN or infinite voxels")
-    if not allow_constant and data.size and data.min() == data.max():
+    if not allow_constant and data.min() == data.max():
         raise ImageContentError(f"{name}: {what} is constant (every voxel is {data.flat[0]:g}); nothing to segment")
     header = img.header.copy()
     header.set_data_shape(data.shape)
     header.set_data_dtype(np.float32)
     out = nib.Nifti1Image(data, img.affine, header)
     _copy_codes(img.header, out)
-    out._pedgm_source = name  # the file it came from, for later error messages
     return out
 
 
-def open_nifti(path: str | os.PathLike, *, what: str = "image"):
-    """``nibabel.load`` a path (header read, voxel data left on disk) with one-line errors.
-
-    Raises
-    ------
-    InputFileError
-        Missing file, or a file nibabel cannot read ("No such file ..." / "Cannot read ... as a NIfTI").
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"No such file or no access: '{path}' ({what})")
-    with _readable(path, what):
-        return nib.load(path)
-
-
-@contextlib.contextmanager
-def _readable(path: Path, what: str):
-    """Turn any failure to read ``path`` into a one-line :class:`InputFileError`."""
-    try:
-        yield
-    except Exception as err:  # nibabel, gzip, zlib and OS errors all mean "not a readable NIfTI"
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise InputFileError(f"Cannot read '{path}' as a NIfTI {what}: {reason}") from None
+def _check_header(img, name: str, what: str) -> None:
+    """A finite, invertible affine and positive header voxel sizes (nibabel reads pixdim 0 as 1 mm)."""
+    affine = np.asarray(img.affine, dtype=float)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ImageContentError(f"{name}: {what} has a non-finite affine (NaN or infinite in pixdim/qform/sform)")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ImageContentError(f"{name}: {what} has a singular affine (a voxel axis of length 0); its geometry is unusable")
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
+    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        shown = ", ".join(f"{z:g}" for z in zooms)
+        raise ImageContentError(f"{name}: {what} has voxel sizes ({shown}) mm in its header; each must be a positive number")
 
 
 def spacing_mm(img: nib.Nifti1Image) -> np.ndarray:
@@ -141,94 +213,148 @@ def spacing_mm(img: nib.Nifti1Image) -> np.ndarray:
 
 
 def check_same_grid(
-    image: nib.Nifti1Image, other: nib.Nifti1Image, *, what: str = "mask", affine_atol: float = 1e-3
+    image,
+    other,
+    *,
+    what: str = "mask",
+    image_name: str | None = None,
+    other_name: str | None = None,
+    atol_mm: float = AFFINE_ATOL_MM,
+    reference: str = "image",
 ) -> None:
     """Raise :class:`GridMismatchError` unless ``other`` has the shape and affine of ``image``.
 
-    ``affine_atol`` (mm, absolute) tolerates the float rounding of label tools: the real sub-9604 GM
-    mask differs from its image's affine by 2.2e-4 (a 0.02 degree rotation, far below a voxel).
+    Parameters
+    ----------
+    image, other
+        Anything with ``shape`` and ``affine`` (nibabel images, or their headers).
+    what : str, default "mask"
+        What ``other`` is, for the message.
+    image_name, other_name : str, optional
+        How the message names the two (default :func:`source_name`).
+    atol_mm : float, default :data:`AFFINE_ATOL_MM`
+        Largest element-wise affine difference accepted (mm).
+    reference : str, default "image"
+        What ``image`` is, for the message.
     """
-    a, b = getattr(image, "_pedgm_source", "image"), getattr(other, "_pedgm_source", what)
-    if image.shape[:3] != other.shape[:3]:
-        raise GridMismatchError(f"{b}: {what} shape {other.shape[:3]} differs from image {a} shape {image.shape[:3]}")
-    if not np.allclose(image.affine, other.affine, rtol=0, atol=affine_atol):
+    a = image_name or source_name(image, "image")
+    b = other_name or source_name(other, what)
+    if tuple(image.shape[:3]) != tuple(other.shape[:3]):
         raise GridMismatchError(
-            f"{b}: {what} affine differs from image {a} affine "
-            f"(max difference {np.abs(image.affine - other.affine).max():.3g})"
+            f"{b}: {what} shape {tuple(other.shape[:3])} differs from {reference} {a} shape {tuple(image.shape[:3])}"
+        )
+    diff = float(np.abs(np.asarray(image.affine) - np.asarray(other.affine)).max())
+    if not diff <= atol_mm:
+        raise GridMismatchError(
+            f"{b}: {what} affine differs from {reference} {a} affine by up to {diff:.3g} mm (tolerance {atol_mm:g} mm)"
         )
 
 
-class Canonical:
-    """An image's data in the toolkit's working orientation (LAS+), and the way back.
-
-    LAS+ is the stored orientation of SCT's training and test data (and of most scanner exports), so
-    for such images the working grid is the stored grid and nothing is flipped; any other orientation
-    (e.g. LPS, or sagittal-first axis orders) is permuted/flipped to it, and back on output.
+def check_binary(data, *, name: str, what: str = "mask", hint: str = "") -> np.ndarray:
+    """A mask's voxels as bool, after checking they are all 0 or 1 (bool arrays pass as they are).
 
     Parameters
     ----------
-    img : nibabel.Nifti1Image
-        A 3D image.
+    data : array_like
+        The mask (any shape).
+    name : str
+        The file or array it came from, for the message.
+    what : str, default "mask"
+        What it is ("GM mask", "prediction" ...).
+    hint : str, optional
+        What to do about it, appended to the message.
 
-    Attributes
-    ----------
-    data : numpy.ndarray
-        float32 data with axes (L, A, S); a copy, the input is not modified.
-    affine : numpy.ndarray
-        The affine of ``data``.
-    spacing_mm : numpy.ndarray
-        Voxel sizes of ``data`` in mm, from the affine.
-    axcodes : tuple of str
-        The input's own axis codes, e.g. ``("L", "P", "S")``.
+    Raises
+    ------
+    ImageContentError
+        Non-numeric data or values other than 0 and 1 (the message shows up to five of them).
     """
-
-    AXCODES = ("L", "A", "S")
-
-    def __init__(self, img: nib.Nifti1Image):
-        self.shape = img.shape[:3]
-        own = orientations.io_orientation(img.affine)
-        work = orientations.axcodes2ornt(self.AXCODES)
-        self._forward = orientations.ornt_transform(own, work)
-        self._backward = orientations.ornt_transform(work, own)
-        data = np.asanyarray(img.dataobj, dtype=np.float32)
-        self.data = np.array(orientations.apply_orientation(data, self._forward), dtype=np.float32, order="C")
-        self.affine = img.affine @ orientations.inv_ornt_aff(self._forward, self.shape)
-        self.spacing_mm = nib.affines.voxel_sizes(self.affine)
-        self.axcodes = orientations.ornt2axcodes(own)
-
-    def to_original(self, data: np.ndarray) -> np.ndarray:
-        """Map an array on the working grid back to the input's voxel order."""
-        return np.ascontiguousarray(orientations.apply_orientation(data, self._backward))
+    a = np.asarray(data)
+    if a.dtype == bool:
+        return a
+    if a.dtype.kind not in "iuf":
+        raise ImageContentError(f"{name}: {what} has dtype {a.dtype}; expected 0/1 numbers or bool")
+    ok = (a == 0) | (a == 1)
+    if not ok.all():
+        bad = np.unique(a[~ok])
+        shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
+        raise ImageContentError(
+            f"{name}: {what} must hold only 0 and 1, but {int((~ok).sum())} voxel(s) hold other values ({shown})"
+            + (f"; {hint}" if hint else "")
+        )
+    return a == 1
 
 
 def default_output_path(image_path: str | os.PathLike, suffix: str = "_gmseg") -> Path:
     """``<input>_gmseg.nii.gz`` next to the input (``.nii`` inputs keep ``.nii``)."""
     path = Path(image_path)
     name = path.name
-    for ext in (".nii.gz", ".nii"):
+    for ext in _NIFTI_SUFFIXES:
         if name.endswith(ext):
             return path.with_name(name[: -len(ext)] + suffix + ext)
     return path.with_name(name + suffix + ".nii.gz")
 
 
-def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def check_output_path(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    suffixes: tuple[str, ...] | None = _NIFTI_SUFFIXES,
+    inputs: tuple = (),
+    what: str = "Output",
+) -> Path:
     """Validate an output path before any work is done.
+
+    Parameters
+    ----------
+    path : path-like
+        Where the output will be written.
+    overwrite : bool, default False
+        Replace an existing file.
+    suffixes : tuple of str or None, default (".nii.gz", ".nii")
+        Allowed endings (None: any).
+    inputs : tuple of path-like, default ()
+        Files this run reads: the output may never be one of them, whatever ``overwrite`` says.
+    what : str, default "Output"
+        How the message names the path ("--json" ...).
 
     Raises
     ------
     InputFileError
-        The folder does not exist, or the name does not end in .nii/.nii.gz.
+        The folder does not exist, the name has no stem or a wrong ending, the path is a folder, or
+        it is one of ``inputs``.
     OutputExistsError
-        The file exists and ``overwrite`` is False.
+        Something exists at the path (a file, or a link, even a dangling one) and ``overwrite`` is
+        False.
     """
     path = Path(path)
-    if not path.name.endswith(_NIFTI_SUFFIXES):
-        raise InputFileError(f"Output '{path}' must end in .nii or .nii.gz")
+    if suffixes is not None:
+        ending = next((s for s in suffixes if path.name.endswith(s)), None)
+        if ending is None:
+            raise InputFileError(f"{what} '{path}' must end in {' or '.join(sorted(suffixes))}")
+        if not path.name[: -len(ending)].strip(". "):
+            raise InputFileError(f"{what} '{path}' has no file name before '{ending}'")
     if not path.parent.is_dir():
-        raise InputFileError(f"Output folder does not exist: '{path.parent}' (for output '{path}')")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"Output '{path}' exists; pass --overwrite (overwrite=True) to replace it")
+        raise InputFileError(f"{what} folder does not exist: '{path.parent}' (for '{path}')")
+    if path.is_dir():
+        raise InputFileError(f"{what} '{path}' is a folder, not a file name")
+    for source in inputs:
+        if source is not None and _same_file(path, source):
+            raise InputFileError(f"{what} '{path}' is the input file '{source}'; refusing to overwrite an input")
+    if os.path.lexists(path) and not overwrite:
+        state = "is a dangling link" if path.is_symlink() and not path.exists() else "exists"
+        raise OutputExistsError(f"{what} '{path}' {state}; pass --overwrite (overwrite=True) to replace it")
     return path
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def save_like(
@@ -252,6 +378,8 @@ def save_like(
     if tuple(data.shape) != tuple(like.shape[:3]):
         raise GridMismatchError(f"{path}: data shape {data.shape} differs from reference shape {like.shape[:3]}")
     out = to_image_like(data, like, dtype=dtype)
+    if os.path.islink(path):  # replace the link itself, never the file it points to
+        os.unlink(path)
     with atomic_path(path) as tmp:
         nib.save(out, tmp)
     return path
@@ -273,3 +401,59 @@ def _copy_codes(src_header, img: nib.Nifti1Image) -> None:
     sform, scode = src_header.get_sform(coded=True)
     img.set_qform(qform if qform is not None else img.affine, code=int(qcode))
     img.set_sform(sform if sform is not None else img.affine, code=int(scode))
+
+
+# --------------------------------------------------------------------------------------------- text files
+
+
+def write_text(text: str, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write a text file atomically (refuses an existing file unless ``overwrite``)."""
+    path = Path(path)
+    if not overwrite:
+        check_output_path(path, suffixes=None)
+    elif not path.parent.is_dir():
+        raise InputFileError(f"Output folder does not exist: '{path.parent}' (for '{path}')")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def _jsonable(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, pd.DataFrame):
+        return _jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if obj is pd.NA or obj is None:
+        return None
+    if isinstance(obj, os.PathLike):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def write_json(obj, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write ``obj`` as JSON atomically; NaN/inf become ``null``, numpy and pandas values plain.
+
+    Returns
+    -------
+    pathlib.Path
+        The written path.
+    """
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+    return write_text(text + "\n", path, overwrite=overwrite)
+
+
+def check_choice(value, allowed, *, name: str):
+    """``value`` if it is one of ``allowed``, else a one-line :class:`ParameterError`."""
+    if value not in tuple(allowed):
+        raise ParameterError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value

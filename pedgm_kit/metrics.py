@@ -104,12 +104,48 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .exceptions import DimensionError, GridMismatchError, ImageContentError, ParameterError
+from .exceptions import (
+    DimensionError,
+    GridMismatchError,
+    ParameterError,
+)
+from .io import check_binary
 
-__all__ = ["METRICS", "dice", "labelled_slices", "per_slice_metrics", "slice_metrics", "volume_metrics"]
+__all__ = [
+    "HIGHER_IS_BETTER",
+    "METRICS",
+    "METRIC_LABELS",
+    "dice",
+    "labelled_slices",
+    "per_slice_metrics",
+    "slice_metrics",
+    "volume_metrics",
+]
 
 METRICS: tuple[str, ...] = ("DSC", "JI", "CC", "TPR", "TNR", "PPV", "MSD", "HSD", "SHD", "SMD")
 """Metric names, in the order used for dict keys and DataFrame columns."""
+
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "DSC": True, "JI": True, "CC": True, "TPR": True, "TNR": True, "PPV": True,
+    "MSD": False, "HSD": False, "SHD": False, "SMD": False,
+}
+"""Direction of each metric (distances: lower is better)."""
+
+METRIC_LABELS: dict[str, str] = {
+    "DSC": "DSC: Dice",
+    "JI": "JI: Jaccard",
+    "CC": "CC: conformity (%)",
+    "TPR": "TPR: sensitivity",
+    "TNR": "TNR: specificity",
+    "PPV": "PPV: precision",
+    "MSD": "MSD: mean surface dist. (mm)",
+    "HSD": "HSD: Hausdorff dist. (mm)",
+    "SHD": "SHD: skel. Hausdorff (mm)",
+    "SMD": "SMD: skel. median dist. (mm)",
+    "gm_area_mm2": "GM area, predicted (mm²)",
+    "manual_gm_area_mm2": "GM area, manual (mm²)",
+}
+"""Axis labels of the figures, with units (the ten metrics and the GM areas of evaluation)."""
 
 _DISTANCE = METRICS[6:]
 
@@ -126,22 +162,6 @@ def _check_shape(arr: np.ndarray, name: str, ndim: int | None) -> None:
         raise DimensionError(f"{name}: mask has no voxels (shape {arr.shape})")
 
 
-def _to_bool(arr: np.ndarray, name: str) -> np.ndarray:
-    """``arr`` as bool: the same array if already bool (never written to), else a new one."""
-    if arr.dtype == bool:
-        return arr
-    if arr.dtype.kind not in "iuf":
-        raise ImageContentError(f"{name}: mask has dtype {arr.dtype}; expected bool or 0/1 integers or floats")
-    binary = (arr == 0) | (arr == 1)
-    if not binary.all():
-        bad = np.unique(arr[~binary])  # only the offending values: cheap even for large masks
-        shown = ", ".join(f"{v:g}" for v in bad[:5].tolist()) + (", ..." if bad.size > 5 else "")
-        raise ImageContentError(
-            f"{name}: mask must hold only 0 and 1 (or bool); found {bad.size} other value(s): {shown}"
-        )
-    return arr.astype(bool)
-
-
 def _validate_pair(pred, truth, ndim: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Cheap checks first (dimensions, shapes), then the values."""
     p, t = np.asarray(pred), np.asarray(truth)
@@ -149,7 +169,7 @@ def _validate_pair(pred, truth, ndim: int | None) -> tuple[np.ndarray, np.ndarra
     _check_shape(t, "truth", ndim)
     if p.shape != t.shape:
         raise GridMismatchError(f"pred shape {p.shape} differs from truth shape {t.shape}")
-    return _to_bool(p, "pred"), _to_bool(t, "truth")
+    return check_binary(p, name="pred"), check_binary(t, name="truth")
 
 
 def _validate_spacing(spacing_mm, ndim: int) -> tuple[float, ...]:

@@ -25,6 +25,7 @@ from keras import layers, ops
 
 from ._utils import atomic_path
 from .exceptions import InputFileError, ParameterError, WeightsError
+from .weights import DEFAULT_METADATA, as_text, read_metadata, weights_path
 
 __all__ = [
     "DEFAULT_METADATA",
@@ -38,14 +39,6 @@ __all__ = [
     "read_metadata",
     "save_legacy_weights",
 ]
-
-#: Defaults for metadata keys SCT's own .json files do not carry.
-DEFAULT_METADATA = {
-    "input_size": 200,
-    "spacing_mm": 0.25,
-    "normalisation": "volume",
-    "threshold": 0.999,
-}
 
 _DILATED_BRANCHES = ("rate6", "rate12", "rate18", "rate24")
 
@@ -180,10 +173,10 @@ def load_legacy_weights(model: keras.Model, path: str | os.PathLike) -> None:
     try:
         with h5py.File(path, "r") as h5:
             root = h5["model_weights"] if "model_weights" in h5 else h5
-            layer_names = [_str(n) for n in root.attrs.get("layer_names", list(root.keys()))]
+            layer_names = [as_text(n) for n in root.attrs.get("layer_names", list(root.keys()))]
             for lname in layer_names:
                 group = root[lname]
-                weight_names = [_str(n) for n in group.attrs.get("weight_names", [])]
+                weight_names = [as_text(n) for n in group.attrs.get("weight_names", [])]
                 if not weight_names:
                     continue
                 if lname not in targets:
@@ -194,6 +187,9 @@ def load_legacy_weights(model: keras.Model, path: str | os.PathLike) -> None:
                     if var is None:
                         raise WeightsError(f"{path}: weight '{wname}' has no counterpart in model layer '{lname}'")
                     array = np.asarray(group[wname])
+                    if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
+                        bad = int(np.count_nonzero(~np.isfinite(array))) if array.dtype.kind == "f" else array.size
+                        raise WeightsError(f"{path}: weight '{wname}' holds {bad} NaN, infinite or non-numeric values")
                     if tuple(array.shape) != tuple(var.shape):
                         raise WeightsError(
                             f"{path}: weight '{wname}' has shape {array.shape} but the model expects "
@@ -267,35 +263,6 @@ def save_legacy_weights(
     return path
 
 
-def read_metadata(weights_path: str | os.PathLike) -> dict:
-    """Read the ``.json`` beside a weights file, with :data:`DEFAULT_METADATA` for missing keys.
-
-    When the ``.json`` is absent, ``filters`` is read from the first convolution's kernel in the
-    weights file and the other keys take their defaults.
-    """
-    weights_path = Path(weights_path)
-    meta = dict(DEFAULT_METADATA)
-    json_path = weights_path.with_suffix(".json")
-    if json_path.is_file():
-        try:
-            loaded = json.loads(json_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise WeightsError(f"{json_path}: metadata is not valid JSON ({err})") from None
-        if not isinstance(loaded, dict):
-            raise WeightsError(f"{json_path}: metadata must be a JSON object, got {type(loaded).__name__}")
-        meta.update(loaded)
-    file_filters = _filters_in_file(weights_path)
-    if "filters" in meta and file_filters is not None and int(meta["filters"]) != file_filters:
-        raise WeightsError(
-            f"{weights_path}: metadata {json_path.name} says filters={meta['filters']} but the weights "
-            f"have {file_filters} filters"
-        )
-    meta.setdefault("filters", file_filters)
-    if meta.get("filters") is None:
-        raise WeightsError(f"{weights_path}: cannot tell the filter count (no .json and no conv2d_1 kernel)")
-    return meta
-
-
 def load_model(
     model: str | os.PathLike = "challenge",
     *,
@@ -307,7 +274,7 @@ def load_model(
     ----------
     model : {"challenge", "large"} or path-like, default "challenge"
         SCT's pretrained weights by name (fetched through :mod:`pedgm_kit.registry`), or a path to
-        a ``.hdf5`` weights file with its ``.json`` metadata beside it.
+        a ``.hdf5`` weights file with its ``.json`` metadata beside it (:func:`pedgm_kit.weights.weights_path`).
     input_shape : tuple, default (None, None, 1)
         Model input shape.
 
@@ -317,14 +284,7 @@ def load_model(
         The model with weights loaded, and its metadata (filters, mean_train, std_train,
         input_size, spacing_mm, normalisation, threshold, source).
     """
-    if str(model) in ("challenge", "large"):
-        from .registry import fetch_group
-
-        path = fetch_group(str(model))
-    else:
-        path = Path(model)
-        if not path.is_file():
-            raise InputFileError(f"No such file or no access: '{path}' (model weights; or use 'challenge'/'large')")
+    path = weights_path(model)
     meta = read_metadata(path)
     net = build_model(int(meta["filters"]), input_shape=input_shape)
     load_legacy_weights(net, path)
@@ -332,27 +292,7 @@ def load_model(
     return net, meta
 
 
-def _filters_in_file(path: Path) -> int | None:
-    try:
-        with h5py.File(path, "r") as h5:
-            root = h5["model_weights"] if "model_weights" in h5 else h5
-            if "conv2d_1" not in root:
-                return None
-            group = root["conv2d_1"]
-            for wname in group.attrs.get("weight_names", []):
-                if _str(wname).endswith("kernel:0"):
-                    return int(group[_str(wname)].shape[-1])
-    except OSError as err:
-        raise WeightsError(f"{path}: not a readable Keras HDF5 weights file (truncated or corrupt?): {err}") from None
-    return None
-
-
-def _str(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-
-def export_onnx(model: keras.Model, path: str | os.PathLike, *, input_size: int = 200, opset: int = 13) -> Path:
+def export_onnx(model: keras.Model, path: str | os.PathLike, *, input_size: int | None = None, opset: int = 13) -> Path:
     """Export to ONNX in the layout SCT's sct_deepseg_gm loads: input ``input_1`` (N, 200, 200, 1)
     float32, output ``predictions``.
 
@@ -367,6 +307,7 @@ def export_onnx(model: keras.Model, path: str | os.PathLike, *, input_size: int 
     path = Path(path)
     if not path.parent.is_dir():
         raise InputFileError(f"Output folder does not exist: '{path.parent}' (for ONNX model '{path}')")
+    input_size = int(DEFAULT_METADATA["input_size"] if input_size is None else input_size)
     spec = (tf.TensorSpec((None, input_size, input_size, 1), tf.float32, name="input_1"),)
 
     @tf.function(input_signature=spec)

@@ -21,14 +21,30 @@ import numpy as np
 
 from .datasets import Scan, mask_array
 from .exceptions import ParameterError
-from .io import Canonical, check_same_grid, default_output_path, load_image, save_like
-from .segment import ModelGrid, Segmenter, _Window, centres_from_mask, segment_file
+from .geometry import (
+    GeometryWarning,
+    ModelGrid,
+    Window,
+    centres_from_mask,
+    check_geometry,
+    display_plane,
+)
+from .io import (
+    check_binary,
+    default_output_path,
+    load_image,
+    open_nifti,
+    read_data,
+    save_like,
+)
+from .segment import Segmenter, segment_file
 
 __all__ = [
     "Preprocessed",
     "draft_mask",
     "fsleyes_command",
     "load_preprocessed",
+    "montage",
     "preprocess_scan",
     "qc_montage",
     "save_preprocessed",
@@ -99,16 +115,10 @@ def preprocess_scan(
     if not spacing_mm > 0 or int(size) < 16:
         raise ParameterError(f"spacing_mm must be > 0 and size >= 16, got spacing_mm={spacing_mm!r}, size={size!r}")
     img = load_image(scan.image)
+    check_geometry(img, name=str(scan.image), model_spacing_mm=spacing_mm)
     grid = ModelGrid(img, spacing_mm=spacing_mm)
-    gm = None
-    if scan.gm_mask is not None:
-        gm_img = nib.Nifti1Image(mask_array(scan, which="gm").astype(np.float32), img.affine)
-        gm = grid.resample(Canonical(gm_img).data) > 0.5
-    cord = None
-    if scan.cord_mask is not None:
-        cord_img = load_image(scan.cord_mask, what="cord mask", allow_constant=True)
-        check_same_grid(img, cord_img, what="cord mask")
-        cord = grid.resample(Canonical(cord_img).data) > 0.5
+    gm = None if scan.gm_mask is None else grid.mask(mask_array(scan, which="gm"))
+    cord = None if scan.cord_mask is None else grid.mask(mask_array(scan, which="cord"))
     if cord is not None and cord.any():
         centres, centring = centres_from_mask(cord), "cord mask"
     elif gm is not None and gm.any():
@@ -124,9 +134,11 @@ def preprocess_scan(
     if spread_mm > max_spread_mm:
         warnings.warn(
             f"{scan.scan_id}: the cord moves {spread_mm:.1f} mm across slices; one {size * spacing_mm:g} mm "
-            "window per scan may cut it at the ends"
+            "window per scan may cut it at the ends",
+            GeometryWarning,
+            stacklevel=2,
         )
-    cut = _Window(int(size))
+    cut = Window(int(size))
     window = np.ascontiguousarray(cut.extract(grid.volume, centre), dtype=np.float32)
     mask = None if gm is None else np.ascontiguousarray(cut.extract(gm, centre, mode="constant"), dtype=np.uint8)
     return Preprocessed(
@@ -163,35 +175,56 @@ def save_preprocessed(pre: Preprocessed, folder: str | os.PathLike, *, overwrite
 def load_preprocessed(image_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Read a preprocessed scan back: (image float32, GM mask uint8 or None, affine)."""
     image_path = Path(image_path)
-    img = nib.load(image_path)
+    img = open_nifti(image_path)
     mask_path = default_output_path(image_path, suffix="_gmseg")
-    mask = np.asarray(nib.load(mask_path).dataobj, dtype=np.uint8) if mask_path.is_file() else None
-    return np.asarray(img.dataobj, dtype=np.float32), mask, img.affine
+    mask = None
+    if mask_path.is_file():
+        data = read_data(open_nifti(mask_path, what="GM mask"), name=str(mask_path), what="GM mask")
+        mask = check_binary(data, name=str(mask_path), what="GM mask").astype(np.uint8)
+    return np.asarray(read_data(img, name=str(image_path)), dtype=np.float32), mask, img.affine
 
 
 def qc_montage(pre: Preprocessed, *, n_slices: int = 6, mask: np.ndarray | None = None, title: str | None = None):
-    """A row of evenly spaced slices: image (window) with the GM mask outlined.
+    """A row of evenly spaced slices of a preprocessed scan with its GM mask outlined (see :func:`montage`)."""
+    return montage(pre.image, pre.gm_mask if mask is None else mask, n_slices=n_slices,
+                   title=title or f"{pre.scan_id} ({pre.centring}-centred)")
 
-    Returns a :class:`matplotlib.figure.Figure` (Agg-safe). Slices are shown radiologically:
-    anterior up, the subject's left on the right of the picture.
+
+def montage(images: np.ndarray, masks: np.ndarray | None = None, *, n_slices: int = 6, title: str = ""):
+    """A row of evenly spaced slices of a working-grid (LAS) stack, masks outlined in red.
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (rows, cols, n) slices on the working grid (axis 2 = slices), e.g. a preprocessed scan or
+        augmented windows stacked along axis 2.
+    masks : numpy.ndarray, optional
+        0/1 masks of the same shape.
+    n_slices : int, default 6
+        Slices shown (evenly spaced).
+    title : str, default ""
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Agg-safe. Slices are shown as the viewer shows them (:func:`pedgm_kit.geometry.display_plane`):
+        anterior up, the subject's left on the right of the picture.
     """
     from matplotlib.figure import Figure
 
-    mask = pre.gm_mask if mask is None else mask
-    n = pre.image.shape[2]
+    n = images.shape[2]
     picks = np.unique(np.linspace(0, n - 1, min(n_slices, n)).round().astype(int))
     fig = Figure(figsize=(2.2 * len(picks), 2.6), layout="constrained")
     axes = fig.subplots(1, len(picks), squeeze=False)[0]
     for ax, z in zip(axes, picks):
-        # working grid is LAS: rows run R->L, columns P->A; rotate so anterior is up, left is right
-        ax.imshow(np.rot90(pre.image[..., z]), cmap="gray")
-        if mask is not None and mask[..., z].any():
-            ax.contour(np.rot90(mask[..., z]), levels=[0.5], colors="tab:red", linewidths=0.8)
+        ax.imshow(display_plane(images, z), cmap="gray")
+        if masks is not None and masks[..., z].any():
+            ax.contour(display_plane(masks, z), levels=[0.5], colors="tab:red", linewidths=0.8)
         ax.set_title(f"slice {z}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0].set_ylabel("A", rotation=0, labelpad=8)
-    fig.suptitle(title or f"{pre.scan_id} ({pre.centring}-centred)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     return fig
 
 

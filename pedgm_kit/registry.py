@@ -30,6 +30,7 @@ from ._utils import atomic_path
 from .exceptions import ChecksumError, DataUnavailableError, PedgmError
 
 __all__ = [
+    "BUILTIN_MODELS",
     "Entry",
     "GROUPS",
     "cache_dir",
@@ -51,6 +52,10 @@ GROUPS: dict[str, tuple[str, str]] = {
     "gm-challenge-data": ("samples/gm-challenge-data/", "samples/gm-challenge-data"),
     "sct_testing_data": ("samples/sct_testing_data/", "samples/sct_testing_data"),
 }
+
+#: The pretrained weights known by name (SCT's deepseg_gm models): the keys of :data:`GROUPS` that
+#: name one weights file.
+BUILTIN_MODELS: tuple[str, ...] = ("challenge", "large")
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from ._utils import write_text
+from .datasets import FOLDER_OPTIONS
 from .exceptions import InputFileError, ParameterError, PedgmError
+from .io import write_text
+from .registry import BUILTIN_MODELS
 from .train import VARIANTS
 
 __all__ = ["NOTEBOOKS", "load_params", "run_notebook", "slurm_script", "train_variants"]
@@ -143,16 +145,6 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
     return "\n".join(lines)
 
 
-def write_text_atomic(text: str, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write a text file via a temporary file and rename (refuses to overwrite unless asked)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise PedgmError(f"'{path}' exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise InputFileError(f"Output folder does not exist: '{path.parent}' (for '{path}')")
-    return write_text(text, path)
-
-
 def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike = "outputs", run_id: str | None = None,
                  overwrite: bool = False, progress: bool = True) -> Path:
     """Run notebooks 01 -> 05 (the four variants in 04) into ``<outputs>/<run_id>/``; returns the run folder.
@@ -173,8 +165,7 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
     if run.exists() and not overwrite:
         raise PedgmError(f"run folder '{run}' exists; choose another --run-id or pass --overwrite")
     run.mkdir(parents=True, exist_ok=True)
-    layout = {k: v for k, v in params.get("preprocess", {}).items()
-              if k in ("data_dir", "layout", "ids_file", "second_ids_file", "image_name", "gm_name")}
+    layout = {k: v for k, v in params.get("preprocess", {}).items() if k in ("data_dir", "layout", *FOLDER_OPTIONS)}
     train_dir = run / "train"
     steps = [
         ("01_preprocess.ipynb", run / "preprocess", {**params.get("preprocess", {}), "output_dir": str(run / "preprocess")}),
@@ -187,7 +178,7 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
         steps.append(("04_train.ipynb", train_dir / name, {
             **params.get("train", {}), "data_dir": str(run / "data" / "data"), "output_dir": str(train_dir),
             "variant": name, "pretrained": pretrained, "augment": augment}))
-    models = {"challenge": "challenge", "large": "large"}
+    models = {name: name for name in BUILTIN_MODELS}
     models.update({name: str(train_dir / name / "best.hdf5") for name in VARIANTS})
     steps.append(("05_evaluate.ipynb", run, {**params.get("evaluate", {}), **layout, "output_dir": str(run),
                                              "models": models, "split_manifest": str(run / "data" / "manifest.json")}))
@@ -226,4 +217,4 @@ def write_report(run: str | os.PathLike) -> Path:
     parts.append("<h2>Files</h2><ul>" + "".join(
         f'<li><a href="{p.relative_to(run)}">{html.escape(str(p.relative_to(run)))}</a></li>' for p in links) + "</ul>")
     page = "<!doctype html><meta charset='utf-8'><title>pedgm_kit run</title><body style='font-family:sans-serif'>"
-    return write_text_atomic(page + "\n".join(parts) + "</body>", run / "index.html", overwrite=True)
+    return write_text(page + "\n".join(parts) + "</body>", run / "index.html")

@@ -23,100 +23,32 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import ndimage
 
 from .exceptions import ParameterError
-from .io import Canonical, check_output_path, check_same_grid, default_output_path, load_image, save_like, to_image_like
+from .geometry import ModelGrid, Window, centres_from_mask, check_geometry
+from .io import (
+    check_binary,
+    check_output_path,
+    check_same_grid,
+    default_output_path,
+    load_image,
+    save_like,
+    source_name,
+    to_image_like,
+)
 from .model import load_model
+from .registry import BUILTIN_MODELS
 
-__all__ = ["ModelGrid", "Segmenter", "centres_from_mask", "segment_file", "segment_image"]
-
-
-class ModelGrid:
-    """An image on the model's grid: working orientation (LAS), in-plane spacing resampled.
-
-    Parameters
-    ----------
-    img : nibabel.Nifti1Image
-        A validated 3D image (see :func:`pedgm_kit.io.load_image`).
-    spacing_mm : float, default 0.25
-        In-plane pixel size of the model grid; slice thickness is kept.
-
-    Attributes
-    ----------
-    canonical : pedgm_kit.io.Canonical
-        The image in the working orientation.
-    volume : numpy.ndarray
-        float32 data on the model grid, shape ``(*shape_2d, n_slices)``.
-    affine : numpy.ndarray
-        Affine of ``volume`` (pixel edges aligned with the input's: same field of view).
-    """
-
-    def __init__(self, img: nib.Nifti1Image, *, spacing_mm: float = 0.25):
-        self.canonical = Canonical(img)
-        self.in_plane = self.canonical.data.shape[:2]
-        self.shape_2d = tuple(
-            max(1, int(round(n * s / spacing_mm))) for n, s in zip(self.in_plane, self.canonical.spacing_mm[:2])
-        )
-        self.volume = self.resample(self.canonical.data)
-        step = np.asarray(self.in_plane, float) / np.asarray(self.shape_2d, float)
-        scale = np.eye(4)
-        scale[:2, :2] = np.diag(step)
-        scale[:2, 3] = step / 2 - 0.5
-        self.affine = self.canonical.affine @ scale
-
-    def resample(self, data: np.ndarray) -> np.ndarray:
-        """Resample an array on the working (canonical) grid onto the model grid (linear)."""
-        return _resample_in_plane(data, self.shape_2d)
-
-    def to_input(self, data: np.ndarray) -> np.ndarray:
-        """Resample an array on the model grid back to the input's grid and voxel order (linear)."""
-        return self.canonical.to_original(_resample_in_plane(data, self.in_plane))
-
-    def window_affine(self, top_left) -> np.ndarray:
-        """Affine of a window whose first pixel is model-grid pixel ``top_left`` (row, col)."""
-        shift = np.eye(4)
-        shift[:2, 3] = top_left
-        return self.affine @ shift
+__all__ = ["ModelGrid", "SegmentationWarning", "Segmenter", "centres_from_mask", "segment_file", "segment_image"]
 
 
-@dataclass
-class _Window:
-    size: int
-
-    def top_left(self, centre: np.ndarray) -> np.ndarray:
-        return np.rint(np.asarray(centre, dtype=float) - self.size / 2).astype(int)
-
-    def extract(self, array: np.ndarray, centre, *, mode: str = "symmetric") -> np.ndarray:
-        """The ``size`` x ``size`` window (first two axes) of ``array`` centred at ``centre``.
-
-        Parts outside the array are padded with ``mode`` (SCT pads small images symmetrically);
-        trailing axes (slices) are kept whole.
-        """
-        top, left = self.top_left(centre)
-        rows = (max(top, 0), min(top + self.size, array.shape[0]))
-        cols = (max(left, 0), min(left + self.size, array.shape[1]))
-        crop = array[rows[0] : rows[1], cols[0] : cols[1]]
-        pad = ((rows[0] - top, top + self.size - rows[1]), (cols[0] - left, left + self.size - cols[1]))
-        if crop.size == 0:
-            return np.zeros((self.size, self.size) + array.shape[2:], dtype=array.dtype)
-        if any(p for pair in pad for p in pair):
-            crop = np.pad(crop, pad + ((0, 0),) * (array.ndim - 2), mode=mode)
-        return crop
-
-    def paste(self, plane: np.ndarray, window: np.ndarray, centre) -> None:
-        top, left = self.top_left(centre)
-        rows = (max(top, 0), min(top + self.size, plane.shape[0]))
-        cols = (max(left, 0), min(left + self.size, plane.shape[1]))
-        if rows[1] > rows[0] and cols[1] > cols[0]:
-            plane[rows[0] : rows[1], cols[0] : cols[1]] = window[
-                rows[0] - top : rows[1] - top, cols[0] - left : cols[1] - left
-            ]
+class SegmentationWarning(UserWarning):
+    """Segmentation went ahead but something may be wrong (e.g. no gray matter found)."""
 
 
 _PROBE_SLICES = 8  # slices around the middle predicted first, to tell whether the cord is off centre
@@ -142,7 +74,7 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike = "challenge", *, batch_size: int = 8):
         if int(batch_size) < 1:
             raise ParameterError(f"batch_size must be >= 1, got {batch_size!r}")
-        if str(model) in ("challenge", "large"):
+        if str(model) in BUILTIN_MODELS:
             spec, stamp = str(model), ()
         else:
             path = Path(model).resolve()
@@ -151,7 +83,7 @@ class Segmenter:
         self.model, metadata = _cached_model(spec, stamp)
         self.metadata = dict(metadata)
         self.batch_size = int(batch_size)
-        self.window = _Window(int(self.metadata["input_size"]))
+        self.window = Window(int(self.metadata["input_size"]))
         self.spacing_mm = float(self.metadata["spacing_mm"])
         self.windows_predicted = 0
 
@@ -177,7 +109,9 @@ class Segmenter:
         centre_on_cord: bool = True,
     ) -> nib.Nifti1Image:
         """Segment GM in a 3D image; see :func:`segment_image`."""
-        img = load_image(image)
+        name = source_name(image)
+        img = load_image(image, name=name)
+        check_geometry(img, name=name, model_spacing_mm=self.spacing_mm)
         threshold = float(self.metadata["threshold"]) if threshold is None else float(threshold)
         if not 0.0 <= threshold < 1.0:
             raise ParameterError(f"threshold must be in [0, 1), got {threshold!r}")
@@ -186,9 +120,11 @@ class Segmenter:
         n_slices = volume.shape[2]
 
         if cord_mask is not None:
-            mask_img = load_image(cord_mask, what="cord mask", allow_constant=True)
-            check_same_grid(img, mask_img, what="cord mask")
-            mask = grid.resample(Canonical(mask_img).data) > 0.5
+            mask_name = source_name(cord_mask, "<in-memory cord mask>")
+            mask_img = load_image(cord_mask, what="cord mask", allow_constant=True, name=mask_name)
+            check_same_grid(img, mask_img, what="cord mask", image_name=name, other_name=mask_name)
+            mask_data = check_binary(np.asanyarray(mask_img.dataobj), name=mask_name, what="cord mask")
+            mask = grid.mask(mask_data.astype(np.float32))
             centres, source = centres_from_mask(mask), "cord mask"
         else:
             centres, source = np.tile(np.asarray(target, float) / 2, (n_slices, 1)), "auto"
@@ -246,7 +182,8 @@ class Segmenter:
                     info["localised"] = True
                     todo = list(order)
                 else:
-                    warnings.warn("no gray matter found anywhere in the middle slice; using the image centre")
+                    warnings.warn("no gray matter found anywhere in the middle slice; using the image centre",
+                                  SegmentationWarning, stacklevel=3)
             else:
                 wanted = self._wanted_centres(probs[first], centres[first])
                 moved = np.linalg.norm(wanted - centres[first], axis=1) > 8
@@ -403,40 +340,6 @@ def segment_file(
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def _resample_in_plane(volume: np.ndarray, shape_2d, *, order: int = 1) -> np.ndarray:
-    """Linear resampling of axes 0 and 1 to ``shape_2d``; axis 2 untouched.
-
-    Pixel edges are aligned (the field of view is kept): output pixel ``o`` samples input coordinate
-    ``(o + 0.5) * n_in / n_out - 0.5``, clamped to the image (``scipy.ndimage.zoom(..., order=1,
-    grid_mode=True, mode="nearest")``). Done as two sparse interpolation matrices applied along
-    each axis, which is several times faster than ``ndimage.zoom`` on large fields of view.
-    """
-    if order != 1:
-        raise ParameterError(f"only linear resampling (order=1) is implemented, got order={order!r}")
-    volume = np.asarray(volume, dtype=np.float32)
-    n0, n1, nz = volume.shape
-    out = volume
-    if shape_2d[0] != n0:
-        out = (_interp_matrix(n0, shape_2d[0]) @ out.reshape(n0, -1)).reshape(shape_2d[0], n1, nz)
-    if shape_2d[1] != n1:
-        moved = np.moveaxis(out, 1, 0).reshape(n1, -1)
-        out = np.moveaxis((_interp_matrix(n1, shape_2d[1]) @ moved).reshape(shape_2d[1], out.shape[0], nz), 0, 1)
-    return np.ascontiguousarray(out, dtype=np.float32) if out is not volume else volume.copy()
-
-
-@functools.lru_cache(maxsize=32)
-def _interp_matrix(n_in: int, n_out: int) -> sparse.csr_matrix:
-    """(n_out, n_in) sparse matrix of linear interpolation weights, pixel edges aligned."""
-    x = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-    lo = np.floor(x).astype(int)
-    hi = np.minimum(lo + 1, n_in - 1)
-    w = (x - lo).astype(np.float32)
-    rows = np.repeat(np.arange(n_out), 2)
-    cols = np.stack([lo, hi], axis=1).ravel()
-    vals = np.stack([1 - w, w], axis=1).ravel()
-    return sparse.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in), dtype=np.float32)
-
-
 def _gm_component(prob: np.ndarray, *, level: float = 0.5, min_pixels: int = 40):
     """Centroid (row, col) and bbox of the connected GM blob with the largest probability mass."""
     binary = prob > level
@@ -451,23 +354,3 @@ def _gm_component(prob: np.ndarray, *, level: float = 0.5, min_pixels: int = 40)
     weights = prob[rows, cols]
     centroid = np.array([np.average(rows, weights=weights), np.average(cols, weights=weights)])
     return centroid, (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
-
-
-def centres_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Per-slice centre (row, col) of a 3D mask; slices without mask take the nearest slice's centre.
-
-    Centres are in pixel-edge coordinates (pixel ``i`` spans ``[i, i + 1)``), as windows use them.
-    An empty mask gives the image centre, with a warning.
-    """
-    n_slices = mask.shape[2]
-    centres = np.full((n_slices, 2), np.nan)
-    for z in range(n_slices):
-        if mask[..., z].any():
-            centres[z] = np.array(ndimage.center_of_mass(mask[..., z])) + 0.5
-    have = np.flatnonzero(~np.isnan(centres[:, 0]))
-    if have.size == 0:
-        warnings.warn("mask is empty; using the image centre")
-        return np.tile(np.asarray(mask.shape[:2], float) / 2, (n_slices, 1))
-    for z in np.flatnonzero(np.isnan(centres[:, 0])):
-        centres[z] = centres[have[np.argmin(np.abs(have - z))]]
-    return centres

@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .evaluate.scoring import TIDY_COLUMNS
 from .exceptions import ParameterError
+from .metrics import HIGHER_IS_BETTER
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -49,13 +51,7 @@ MIN_WILCOXON_PAIRS = 6
 With 5 pairs the smallest attainable two-sided exact p-value is 2/2**5 = 0.0625, so the test can
 never reject at 0.05; below 6 pairs the p-value is NaN and the ``note`` says why."""
 
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "DSC": True, "JI": True, "CC": True, "TPR": True, "TNR": True, "PPV": True,
-    "MSD": False, "HSD": False, "SHD": False, "SMD": False,
-}
-"""Direction of each SCGM metric (distances: lower is better)."""
 
-_TIDY_COLUMNS = ("model", "scan", "person", "level", "slice", "metric", "value")
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +307,7 @@ def paired_comparison(
     ParameterError
         Missing columns, unknown baseline, metric or level.
     """
-    _check_tidy(tidy, _TIDY_COLUMNS)
+    _check_tidy(tidy, TIDY_COLUMNS)
     if level not in ("scan", "slice"):
         raise ParameterError(f"level must be 'scan' or 'slice'; got {level!r}")
     models = list(dict.fromkeys(tidy["model"]))

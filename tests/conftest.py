@@ -35,6 +35,20 @@ def _data_env(tmp_path_factory):
             os.environ[key] = value
 
 
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` if it exists; otherwise skip locally, but fail where shared files are required.
+
+    ``.ci/run`` exports ``PEDGM_REQUIRE_SHARED=1`` (and CI sets ``CI=true``), so a test that needs
+    ``../shared`` can never silently stop being checked there.
+    """
+    if path.exists():
+        return path
+    message = f"{what} not found at {path}"
+    if os.environ.get("PEDGM_REQUIRE_SHARED") == "1" or os.environ.get("CI") == "true":
+        pytest.fail(message + " (required in CI: PEDGM_REQUIRE_SHARED=1 / CI=true)")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     return Path(os.environ["PEDGM_DATA_MIRROR"])

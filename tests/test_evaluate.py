@@ -12,6 +12,7 @@ import pytest
 
 from pedgm_kit import evaluate as ev
 from pedgm_kit.cli import main
+from pedgm_kit.io import write_json
 from pedgm_kit.datasets import discover_bids
 from pedgm_kit.exceptions import GridMismatchError, ImageContentError, InputFileError, ParameterError
 from pedgm_kit.metrics import METRICS, dice, labelled_slices, per_slice_metrics, volume_metrics
@@ -105,14 +106,14 @@ def test_gm_area_per_slice(pair):
 
 def test_grid_mismatch_shape_names_both_files(tmp_path, pair):
     other = _save(tmp_path / "small.nii.gz", np.zeros((12, 10, 3)))
-    match = r"pred\.nii\.gz and manual mask .*small\.nii\.gz .*shape \(12, 10, 4\) vs \(12, 10, 3\)"
+    match = r"pred\.nii\.gz: prediction shape \(12, 10, 4\) differs from manual mask .*small\.nii\.gz shape \(12, 10, 3\)"
     with pytest.raises(GridMismatchError, match=match):
         ev.evaluate_pair(pair[0], other)
 
 
 def test_grid_mismatch_affine_names_both_files(tmp_path, pair):
     other = _save(tmp_path / "moved.nii.gz", np.asarray(nib.load(pair[1]).dataobj), AFFINE + np.diag([0, 0, 0.01, 0]))
-    match = r"pred\.nii\.gz and manual mask .*moved\.nii\.gz .*affines differ by up to 0\.01"
+    match = r"pred\.nii\.gz: prediction affine differs from manual mask .*moved\.nii\.gz affine by up to 0\.01"
     with pytest.raises(GridMismatchError, match=match):
         ev.evaluate_pair(pair[0], other)
 
@@ -120,7 +121,7 @@ def test_grid_mismatch_affine_names_both_files(tmp_path, pair):
 def test_non_binary_prediction(tmp_path, pair):
     soft = tmp_path / "soft.nii.gz"
     nib.save(nib.Nifti1Image(np.full((12, 10, 4), 0.7, np.float32), AFFINE), soft)
-    match = r"soft\.nii\.gz: prediction must hold only 0 and 1; found 1 other value\(s\): 0\.7"
+    match = r"soft\.nii\.gz: prediction must hold only 0 and 1, but 480 voxel\(s\) hold other values \(0\.7\); a probability map"
     with pytest.raises(ImageContentError, match=match):
         ev.evaluate_pair(soft, pair[1])
 
@@ -193,7 +194,7 @@ def test_write_tables_and_json(tmp_path):
     assert list(back.columns) == list(ev.TIDY_COLUMNS) and len(back) == len(tidy)
     assert not [p for p in (tmp_path / "eval").iterdir() if p.name.startswith(".")]  # no temp files left
     obj = {"a": np.float64("nan"), "b": np.int64(3), "c": pd.DataFrame({"x": [1.5]})}
-    out = ev.write_json(obj, tmp_path / "r.json")
+    out = write_json(obj, tmp_path / "r.json")
     assert json.loads(out.read_text()) == {"a": None, "b": 3, "c": [{"x": 1.5}]}
 
 
@@ -303,7 +304,7 @@ def test_cli_evaluate_per_slice_and_all_slices(tmp_path, pair, capsys):
 def test_cli_evaluate_grid_mismatch_names_both_files(tmp_path, pair, capsys):
     other = _save(tmp_path / "other.nii.gz", np.zeros((12, 11, 4)))
     assert main(["evaluate", "--pred", str(pair[0]), "--gt", str(other)]) == 2
-    _one_line_error(capsys, "pred.nii.gz", "other.nii.gz", "(12, 10, 4) vs (12, 11, 4)")
+    _one_line_error(capsys, "pred.nii.gz", "other.nii.gz", "(12, 10, 4) differs", "(12, 11, 4)")
 
 
 def test_cli_evaluate_missing_file(tmp_path, pair, capsys):
@@ -326,7 +327,7 @@ def test_cli_evaluate_refuses_to_overwrite_json(tmp_path, pair, capsys):
 def test_cli_evaluate_json_folder_must_exist(tmp_path, pair, capsys):
     out = tmp_path / "no" / "r.json"
     assert main(["evaluate", "--pred", str(pair[0]), "--gt", str(pair[1]), "--json", str(out)]) == 2
-    _one_line_error(capsys, "Output folder does not exist", "no")
+    _one_line_error(capsys, "--json folder does not exist", "no")
 
 
 def test_cli_evaluate_requires_both_masks(pair, capsys):

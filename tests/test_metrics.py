@@ -446,11 +446,11 @@ def test_shape_mismatch():
 @pytest.mark.parametrize(
     ("bad", "pattern"),
     [
-        (np.array([[0, 1], [2, 1]]), r"truth: .*only 0 and 1.*found 1 other value\(s\): 2"),
-        (np.array([[0.0, 0.5], [1.0, -1.0]]), r"truth: .*found 2 other value\(s\): -1, 0.5"),
-        (np.array([[0.0, np.nan], [1.0, 1.0]]), r"truth: .*found 1 other value\(s\): nan"),
-        (np.arange(4).reshape(2, 2) * 10, r"truth: .*found 3 other value\(s\): 10, 20, 30"),
-        (np.array([["a", "b"], ["c", "d"]]), r"truth: mask has dtype <U1; expected bool"),
+        (np.array([[0, 1], [2, 1]]), r"truth: mask must hold only 0 and 1, but 1 voxel\(s\) hold other values \(2\)"),
+        (np.array([[0.0, 0.5], [1.0, -1.0]]), r"truth: .*2 voxel\(s\) hold other values \(-1, 0.5\)"),
+        (np.array([[0.0, np.nan], [1.0, 1.0]]), r"truth: .*1 voxel\(s\) hold other values \(nan\)"),
+        (np.arange(4).reshape(2, 2) * 10, r"truth: .*3 voxel\(s\) hold other values \(10, 20, 30\)"),
+        (np.array([["a", "b"], ["c", "d"]]), r"truth: mask has dtype <U1; expected 0/1 numbers or bool"),
     ],
 )
 def test_non_binary_values(bad, pattern):
@@ -460,7 +460,7 @@ def test_non_binary_values(bad, pattern):
 
 def test_non_binary_lists_many_values_briefly():
     bad = np.arange(100, dtype=float).reshape(10, 10)
-    with pytest.raises(ImageContentError, match=r"pred: .*found 98 other value\(s\): 2, 3, 4, 5, 6, \.\.\.$"):
+    with pytest.raises(ImageContentError, match=r"pred: .*98 voxel\(s\) hold other values \(2, 3, 4, 5, 6, \.\.\.\)$"):
         dice(bad, np.zeros((10, 10)))
 
 

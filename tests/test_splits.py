@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import require_shared
 from pedgm_kit.datasets import DatasetIndex, discover_bids, read_id_list
 from pedgm_kit.exceptions import InputFileError, PedgmError
 from pedgm_kit.splits import (
@@ -54,8 +55,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def seed_reference() -> Path:
-    if not (SEED_REFERENCE / "Subject_ID_Level_Split.xlsx").is_file():
-        pytest.skip(f"seed reference files not found at {SEED_REFERENCE}")
+    require_shared(SEED_REFERENCE / "Subject_ID_Level_Split.xlsx", "seed reference split sheet")
     return SEED_REFERENCE
 
 

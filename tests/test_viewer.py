@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import pedgm_kit._utils as utils_mod
 import pedgm_kit.viewer as viewer_mod
 from pedgm_kit.datasets import discover_bids
 from pedgm_kit.exceptions import (
@@ -152,7 +153,7 @@ def test_png_roundtrip(rng):
         ({"zoom_box": (0, 9, 0, 2)}, ParameterError, r"zoom_box must be integers .* shape \(4, 5\)"),
         ({"scale": 0}, ParameterError, "scale must be a positive integer"),
         ({"manual": np.zeros((5, 4))}, GridMismatchError, r"manual mask shape \(5, 4\) differs from image slice shape \(4, 5\)"),
-        ({"predicted": np.full((4, 5), 0.5)}, ImageContentError, "predicted mask must hold only 0 and 1"),
+        ({"predicted": np.full((4, 5), 0.5)}, ImageContentError, "predicted: mask must hold only 0 and 1"),
         ({"predicted": np.zeros((4, 5)), "mode": "agreement"}, ParameterError, "'agreement' needs both"),
     ],
 )
@@ -345,7 +346,7 @@ def test_other_input_errors(tmp_path, volume):
     nib.save(nib.Nifti1Image(soft.astype(np.float32), LAS), tmp_path / "soft.nii.gz")
     with pytest.raises(InputFileError, match="No such file or no access: '.*gone.nii.gz' \\(manual GM mask\\)"):
         SliceViewer([ViewerScan("s", tmp_path / "img.nii.gz", manual=tmp_path / "gone.nii.gz")])
-    with pytest.raises(ImageContentError, match="soft.nii.gz: 'p' GM mask must hold only 0 and 1; 72 voxels"):
+    with pytest.raises(ImageContentError, match="soft.nii.gz: 'p' GM mask must hold only 0 and 1, but 72 voxel"):
         SliceViewer([ViewerScan("s", tmp_path / "img.nii.gz", masks={"p": tmp_path / "soft.nii.gz"})])
     with pytest.raises(ParameterError, match="duplicate scan id 'a'"):
         SliceViewer([ViewerScan("a", tmp_path / "img.nii.gz")] * 2)
@@ -390,7 +391,7 @@ def test_review_log_atomic_and_keeps_columns(tmp_path, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(viewer_mod.os, "replace", broken_replace)
+    monkeypatch.setattr(utils_mod.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         log.mark("b", "needs correction", note="left horn")
     assert path.read_bytes() == before  # the old file, complete

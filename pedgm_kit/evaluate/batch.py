@@ -1,0 +1,380 @@
+"""Many scans, many models: segment once, save, score; scans paired with their rescans.
+
+Every prediction is made by one helper (:func:`predict_scan`), saved as
+``<output_dir>/pred/<model>/<scan_id>.nii.gz`` (:func:`prediction_path`), and reused by the
+test-retest analysis, so a mask is never segmented twice in a run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..datasets import DatasetIndex, Scan, mask_array
+from ..exceptions import ParameterError
+from ..io import check_choice, open_nifti, save_like
+from ..metrics import METRICS, labelled_slices
+from ..registry import BUILTIN_MODELS
+from .scoring import (
+    AREA_METRICS,
+    SCOPE_NOTE,
+    TIDY_COLUMNS,
+    gm_area_per_slice,
+    load_mask,
+    score_masks,
+    slice_axis,
+)
+
+__all__ = [
+    "check_evaluation",
+    "evaluate_models",
+    "model_labels",
+    "predict_scan",
+    "prediction_path",
+    "retest_areas",
+    "retest_pairs",
+]
+
+
+def model_labels(models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]) -> dict[str, str]:
+    """Short labels of model specifications, used in tables, figures and folder names.
+
+    Parameters
+    ----------
+    models : sequence or mapping
+        ``"challenge"``, ``"large"`` or paths to ``.hdf5`` weights; or ``{label: spec}``.
+
+    Returns
+    -------
+    dict of str to str
+        ``{label: spec}`` in input order. A built-in keeps its name; a weights file gets its
+        stem (``outputs/run/pretrained_aug.hdf5`` -> ``pretrained_aug``), prefixed with its
+        folder name if two stems collide.
+
+    Raises
+    ------
+    ParameterError
+        No model, a label repeated, or a label that is not a plain folder name.
+    """
+    if isinstance(models, (str, os.PathLike)):
+        models = [models]
+    if isinstance(models, Mapping):
+        out = {str(k): str(v) for k, v in models.items()}
+    else:
+        specs = [str(m) for m in models]
+        stems = [m if m in BUILTIN_MODELS else Path(m).name.removesuffix(".hdf5").removesuffix(".h5") for m in specs]
+        out = {}
+        for spec, stem in zip(specs, stems):
+            label = stem
+            if stems.count(stem) > 1 and spec not in BUILTIN_MODELS:
+                label = f"{Path(spec).parent.name}-{stem}"
+            if label in out:
+                raise ParameterError(
+                    f"model {spec!r} gets the label {label!r} of model {out[label]!r}; pass a {{label: path}} mapping"
+                )
+            out[label] = spec
+    if not out:
+        raise ParameterError("models is empty; expected at least one of 'challenge', 'large' or a weights path")
+    for label in out:
+        if not label or label in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._+-]+", label):
+            raise ParameterError(f"model label {label!r} must be a plain name (letters, digits, . _ + -)")
+    return out
+
+
+def check_evaluation(
+    models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+    *,
+    baseline: str,
+    split: str = "test",
+    retest_slices: str = "labelled",
+) -> dict[str, str]:
+    """Check the settings of an evaluation (notebook 05's parameters) before any work.
+
+    Returns
+    -------
+    dict of str to str
+        The model labels (:func:`model_labels`).
+
+    Raises
+    ------
+    ParameterError
+        A bad model list, a baseline that is not one of its labels, or an unknown ``split`` /
+        ``retest_slices``.
+    """
+    check_choice(split, ("test", "all"), name="split")
+    check_choice(retest_slices, ("labelled", "all"), name="retest_slices")
+    labels = model_labels(models)
+    if baseline not in labels:
+        raise ParameterError(f"baseline {baseline!r} is not one of the model labels {list(labels)}")
+    return labels
+
+
+def prediction_path(output_dir: str | os.PathLike, model: str, scan_id: str) -> Path:
+    """Where :func:`evaluate_models` saves a prediction: ``<output_dir>/pred/<model>/<scan_id>.nii.gz``."""
+    return Path(output_dir) / "pred" / model / f"{scan_id}.nii.gz"
+
+
+def _progress(iterable, *, enabled: bool, desc: str, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+def _select(index: DatasetIndex, scans: Iterable[str] | None) -> list[Scan]:
+    if scans is None:
+        chosen = list(index.scans)
+    else:
+        by_id = {s.scan_id: s for s in index.scans}
+        chosen = []
+        for scan_id in scans:
+            if scan_id not in by_id:
+                raise ParameterError(f"scan {scan_id!r} is not a labelled scan of the index of {index.root}")
+            chosen.append(by_id[scan_id])
+    unlabelled = [s.scan_id for s in chosen if s.gm_mask is None]
+    if unlabelled:
+        raise ParameterError(f"scan(s) {unlabelled} have no manual GM mask to evaluate against")
+    if not chosen:
+        raise ParameterError(f"no scan to evaluate in the index of {index.root}")
+    return chosen
+
+
+def _segmenter(spec: str):
+    from ..segment import Segmenter
+
+    return Segmenter(spec)
+
+
+def predict_scan(segmenter, scan: Scan, *, label: str, output_dir: str | os.PathLike, tta: bool, seed: int) -> Path:
+    """Segment one scan with one loaded model and save the mask at :func:`prediction_path`.
+
+    The file is written atomically and replaces an older one of the same run.
+    """
+    seg = segmenter.segment(scan.image, tta=tta, seed=seed)
+    target = prediction_path(output_dir, label, scan.scan_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return save_like(np.asanyarray(seg.dataobj), seg, target, overwrite=True, dtype=np.uint8)
+
+
+def evaluate_models(
+    index: DatasetIndex,
+    models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+    *,
+    scans: Iterable[str] | None = None,
+    output_dir: str | os.PathLike,
+    seed: int,
+    progress: bool = True,
+    tta: bool = False,
+    labelled_only: bool = True,
+) -> pd.DataFrame:
+    """Segment each scan with each model once, save the masks, and score them.
+
+    Each model is loaded once (:class:`~pedgm_kit.segment.Segmenter`); each scan is segmented
+    with the defaults of ``pedgm segment`` (cord-centred windows, the model's threshold) and
+    saved (atomically, replacing an older file) as
+    ``<output_dir>/pred/<model>/<scan_id>.nii.gz`` (:func:`prediction_path`), so the scores
+    can be reproduced with ``pedgm evaluate``.
+
+    Parameters
+    ----------
+    index : DatasetIndex
+        Scans with manual GM masks, from :func:`pedgm_kit.datasets.discover_bids` or
+        :func:`~pedgm_kit.datasets.discover_folders`.
+    models : sequence or mapping
+        Model specifications (``"challenge"``, ``"large"``, paths to ``.hdf5`` weights) or
+        ``{label: spec}``; labels from :func:`model_labels`.
+    scans : iterable of str, optional
+        Scan ids to evaluate (e.g. the test split); default all labelled scans of ``index``.
+    output_dir : path-like
+        Folder for the predictions (created if needed).
+    seed : int
+        Seed of the test-time augmentation offsets (used only with ``tta=True``).
+    progress : bool, default True
+        Show a tqdm progress bar per model.
+    tta : bool, default False
+        Test-time augmentation, as ``pedgm segment --tta``.
+    labelled_only : bool, default True
+        Score the labelled slices only (see the module docstring).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy: columns :data:`TIDY_COLUMNS`. Per model and scan: ``level="scan"`` rows (slice
+        ``<NA>``) for the ten metrics and :data:`AREA_METRICS`, and ``level="slice"`` rows for
+        every scored slice. ``attrs["predictions"]`` maps ``(model, scan_id)`` to the saved
+        file, ``attrs["models"]`` the labels to their specifications, ``attrs["scope"]`` states
+        which slices were scored.
+
+    Raises
+    ------
+    ParameterError
+        Unknown or unlabelled scan ids, bad model list.
+    PedgmError
+        Any error of segmentation or scoring (weights, grids, masks), naming the file.
+    """
+    labels = model_labels(models)
+    chosen = _select(index, scans)
+    output_dir = Path(output_dir)
+    truths = {s.scan_id: mask_array(s, which="gm").astype(bool) for s in chosen}
+    frames, predictions = [], {}
+    for label, spec in labels.items():
+        segmenter = _segmenter(spec)
+        for scan in _progress(chosen, enabled=progress, desc=f"segment+score {label}"):
+            path = predict_scan(segmenter, scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
+            predictions[(label, scan.scan_id)] = path
+            p_img, p = load_mask(path, what="prediction")
+            axis = slice_axis(p_img)
+            row, per_slice = score_masks(
+                p, truths[scan.scan_id], affine=p_img.affine, axis=axis, labelled_only=labelled_only,
+                name=str(scan.gm_mask),
+            )
+            frames.append(_tidy_rows(label, scan, row, per_slice))
+    tidy = pd.concat(frames, ignore_index=True)
+    tidy.attrs.update({
+        "predictions": predictions, "models": labels,
+        "scope": SCOPE_NOTE if labelled_only else "All slices are scored.",
+    })
+    return tidy
+
+
+def _tidy_rows(label: str, scan: Scan, row: Mapping, per_slice: pd.DataFrame) -> pd.DataFrame:
+    names = list(METRICS) + list(AREA_METRICS)
+    scan_part = pd.DataFrame({"metric": names, "value": [float(row[m]) for m in names]})
+    scan_part["level"], scan_part["slice"] = "scan", pd.NA
+    slice_part = per_slice.melt(id_vars=["slice"], value_vars=names, var_name="metric", value_name="value")
+    slice_part["level"] = "slice"
+    out = pd.concat([scan_part, slice_part], ignore_index=True)
+    out["model"], out["scan"], out["person"] = label, scan.scan_id, scan.person_id
+    out["slice"] = out["slice"].astype("Int64")
+    out["value"] = out["value"].astype(float)
+    return out[list(TIDY_COLUMNS)]
+
+
+def retest_pairs(index: DatasetIndex, *, persons: Iterable[str] | None = None) -> list[tuple[Scan, Scan]]:
+    """Scans paired with their rescans: same subject and session, runs 1 and 2.
+
+    Parameters
+    ----------
+    index : DatasetIndex
+        Labelled and unlabelled scans (e.g. gm-challenge-data: run-1 labelled, run-2 rescans
+        without repositioning). Scans need ``subject`` and ``run`` metadata (BIDS entities);
+        others are ignored.
+    persons : iterable of str, optional
+        Keep only pairs of these persons.
+
+    Returns
+    -------
+    list of (Scan, Scan)
+        ``(first run, second run)`` per subject/session with at least two runs (the two lowest
+        run numbers), in index order of the first run.
+    """
+    wanted = None if persons is None else set(persons)
+    groups: dict[tuple, list[Scan]] = {}
+    for scan in index.scans + index.unlabelled:
+        md = scan.metadata
+        if md.get("subject") is None or md.get("run") is None:
+            continue
+        if wanted is not None and scan.person_id not in wanted:
+            continue
+        key = (md["subject"], md.get("session"))
+        if all(s.scan_id != scan.scan_id for s in groups.get(key, [])):
+            groups.setdefault(key, []).append(scan)
+    pairs = []
+    for members in groups.values():
+        if len(members) >= 2:
+            members = sorted(members, key=lambda s: int(s.metadata["run"]))
+            pairs.append((members[0], members[1]))
+    order = {s.scan_id: i for i, s in enumerate(index.scans + index.unlabelled)}
+    return sorted(pairs, key=lambda pr: order[pr[0].scan_id])
+
+
+def retest_areas(
+    index: DatasetIndex,
+    models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+    *,
+    persons: Iterable[str] | None = None,
+    output_dir: str | os.PathLike,
+    seed: int,
+    predicted: Mapping[tuple[str, str], str | os.PathLike] | None = None,
+    progress: bool = True,
+    tta: bool = False,
+) -> pd.DataFrame:
+    """GM area per slice of each scan and its rescan, per model.
+
+    Every scan of :func:`retest_pairs` is segmented with every model (saved like
+    :func:`evaluate_models` does, under ``<output_dir>/pred/<model>/``), unless ``predicted``
+    already holds its mask from this run.
+
+    Parameters
+    ----------
+    index : DatasetIndex
+        Scans and rescans.
+    models : sequence or mapping
+        As in :func:`evaluate_models`.
+    persons : iterable of str, optional
+        Only these persons (e.g. those of the test split).
+    output_dir : path-like
+        Folder of the predictions.
+    seed : int
+        TTA seed (used only with ``tta=True``).
+    predicted : mapping, optional
+        ``{(model label, scan_id): path}`` of masks already segmented in this run with the same
+        settings (``tidy.attrs["predictions"]`` of :func:`evaluate_models`); reused, not
+        recomputed.
+    progress : bool, default True
+        tqdm progress bar per model.
+    tta : bool, default False
+        Test-time augmentation.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (model, pair, run, slice): ``model, person, pair`` (the first run's scan
+        id), ``run, scan, slice, gm_area_mm2`` and ``labelled`` (the first run's manual mask has
+        GM on this slice; False when it has no mask). Empty if there is no pair.
+
+    Warns
+    -----
+    UserWarning
+        A pair whose two scans have different shapes (slices cannot be matched) is skipped.
+    """
+    labels = model_labels(models)
+    predicted = dict(predicted or {})
+    pairs = []
+    for first, second in retest_pairs(index, persons=persons):
+        a, b = open_nifti(first.image), open_nifti(second.image)
+        if a.shape[:3] != b.shape[:3]:
+            warnings.warn(
+                f"rescan {second.image} has shape {b.shape[:3]} but {first.image} has {a.shape[:3]}; pair skipped",
+                stacklevel=2,
+            )
+            continue
+        pairs.append((first, second))
+    columns = ["model", "person", "pair", "run", "scan", "slice", "gm_area_mm2", "labelled"]
+    rows = []
+    for label, spec in labels.items():
+        segmenter = None
+        todo = [(first, scan) for first, second in pairs for scan in (first, second)]
+        for first, scan in _progress(todo, enabled=progress, desc=f"retest {label}"):
+            path = predicted.get((label, scan.scan_id))
+            if path is None:
+                segmenter = segmenter or _segmenter(spec)
+                path = predict_scan(segmenter, scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
+                predicted[(label, scan.scan_id)] = path
+            axis = slice_axis(open_nifti(first.image))
+            area = gm_area_per_slice(path, axis=axis)
+            if first.gm_mask is not None:
+                lab = labelled_slices(mask_array(first), axis=axis)
+            else:
+                lab = np.zeros(area.size, dtype=bool)
+            for k, value in enumerate(area):
+                rows.append((label, scan.person_id, first.scan_id, int(scan.metadata["run"]), scan.scan_id, k,
+                             float(value), bool(lab[k])))
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,204 @@
+"""Scores of one prediction against its manual mask: the ten metrics per scan and per slice, GM area.
+
+Scope of the scores: scan-level scores are computed on the labelled slices only (see
+:data:`SCOPE_NOTE` and :mod:`pedgm_kit.evaluate`). The slice axis is the stored array axis closest to
+the superior-inferior direction of the affine (:func:`pedgm_kit.geometry.slice_axis`); spacing and
+pixel area come from the affine, never from header fields by index.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .. import geometry
+from ..exceptions import ImageContentError
+from ..io import AFFINE_ATOL_MM, check_binary, check_same_grid, load_image, source_name
+from ..metrics import labelled_slices, per_slice_metrics, volume_metrics
+
+__all__ = [
+    "AREA_METRICS",
+    "SCOPE_NOTE",
+    "TIDY_COLUMNS",
+    "evaluate_pair",
+    "gm_area_per_slice",
+    "load_mask",
+    "score_masks",
+    "score_pair",
+    "slice_axis",
+]
+
+AREA_METRICS: tuple[str, ...] = ("gm_area_mm2", "manual_gm_area_mm2")
+"""Area columns added to the ten metrics: predicted and manual GM area per slice (mm²); at scan
+level the mean over the scored slices."""
+
+TIDY_COLUMNS: tuple[str, ...] = ("model", "scan", "person", "level", "slice", "metric", "value")
+"""Columns of the tidy table of :func:`evaluate_models`. ``level`` is ``"scan"`` or ``"slice"``;
+``slice`` is the index along the slice axis (missing, ``<NA>``, on scan rows)."""
+
+SCOPE_NOTE = (
+    "Scan-level scores are computed on the labelled slices only (slices where the manual GM mask "
+    "has a voxel); slice-level rows are the labelled slices."
+)
+"""The sentence written into every table, report and JSON about which slices are scored."""
+
+
+def slice_axis(img: nib.Nifti1Image) -> int:
+    """Array axis of ``img`` closest to superior-inferior (:func:`pedgm_kit.geometry.slice_axis`)."""
+    return geometry.slice_axis(img.affine)
+
+
+def _pixel_area_mm2(affine: np.ndarray, axis: int) -> float:
+    """Area in mm² of one in-plane pixel: the cross product of the two in-plane affine columns."""
+    cols = [affine[:3, k] for k in range(3) if k != axis]
+    return float(np.linalg.norm(np.cross(cols[0], cols[1])))
+
+
+def load_mask(mask, *, what: str = "mask", name: str | None = None) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """A 3D 0/1 mask file or image: (the validated image, its voxels as bool)."""
+    name = name or source_name(mask, f"<in-memory {what}>")
+    img = load_image(mask, what=what, allow_constant=True, name=name)
+    hint = "a probability map? threshold it first" if what == "prediction" else ""
+    return img, check_binary(np.asanyarray(img.dataobj), name=name, what=what, hint=hint)
+
+
+def gm_area_per_slice(mask, *, axis: int | None = None) -> np.ndarray:
+    """GM area (mm²) of every slice of a binary mask.
+
+    Parameters
+    ----------
+    mask : path-like or nibabel.Nifti1Image
+        A 3D 0/1 mask.
+    axis : int, optional
+        Slice axis; default from the affine (:func:`slice_axis`).
+
+    Returns
+    -------
+    numpy.ndarray of float
+        One area per slice: voxels set times the in-plane pixel area from the affine.
+
+    Raises
+    ------
+    InputFileError, DimensionError
+        Unreadable or non-3D file.
+    ImageContentError
+        Values other than 0 and 1.
+    """
+    img, data = load_mask(mask)
+    axis = slice_axis(img) if axis is None else int(axis)
+    other = tuple(k for k in range(3) if k != axis)
+    return np.count_nonzero(data, axis=other) * _pixel_area_mm2(img.affine, axis)
+
+
+def score_masks(
+    p: np.ndarray, t: np.ndarray, *, affine: np.ndarray, axis: int, labelled_only: bool, name: str
+) -> tuple[dict, pd.DataFrame]:
+    """Scan row and per-slice frame of two bool arrays on one grid."""
+    spacing = tuple(float(s) for s in nib.affines.voxel_sizes(affine))
+    area = _pixel_area_mm2(affine, axis)
+    other = tuple(k for k in range(3) if k != axis)
+    labelled = labelled_slices(t, axis=axis)
+    if labelled_only and not labelled.any():
+        raise ImageContentError(
+            f"{name}: manual mask is empty, so no slice is labelled; score all slices instead "
+            "(labelled_only=False, --all-slices)"
+        )
+    scored = np.flatnonzero(labelled) if labelled_only else np.arange(p.shape[axis])
+    ps, ts = np.take(p, scored, axis=axis), np.take(t, scored, axis=axis)
+    area_p = np.count_nonzero(p, axis=other) * area
+    area_t = np.count_nonzero(t, axis=other) * area
+    row = {
+        "scope": "labelled slices" if labelled_only else "all slices",
+        "n_slices": int(p.shape[axis]),
+        "n_scored_slices": int(scored.size),
+    }
+    row.update(volume_metrics(ps, ts, spacing_mm=spacing, axis=axis))
+    row["gm_area_mm2"] = float(area_p[scored].mean())
+    row["manual_gm_area_mm2"] = float(area_t[scored].mean())
+
+    frame = per_slice_metrics(ps, ts, spacing_mm=spacing, axis=axis)
+    frame["slice"] = scored
+    frame.insert(1, "labelled", labelled[scored])
+    frame["gm_area_mm2"] = area_p[scored]
+    frame["manual_gm_area_mm2"] = area_t[scored]
+    return row, frame
+
+
+def evaluate_pair(
+    pred: str | os.PathLike | nib.Nifti1Image,
+    truth: str | os.PathLike | nib.Nifti1Image,
+    *,
+    per_slice: bool = False,
+    labelled_only: bool = True,
+    axis: int | None = None,
+    affine_atol: float = AFFINE_ATOL_MM,
+) -> pd.DataFrame:
+    """The ten SCGM-challenge metrics of a predicted GM mask against the manual one.
+
+    Parameters
+    ----------
+    pred : path-like or nibabel.Nifti1Image
+        Predicted 3D mask (0/1), e.g. the output of ``pedgm segment``.
+    truth : path-like or nibabel.Nifti1Image
+        Manual 3D mask (0/1) on the same grid.
+    per_slice : bool, default False
+        Return one row per scored slice instead of one row for the scan.
+    labelled_only : bool, default True
+        Score only the slices where ``truth`` has a voxel (see the module docstring); False
+        scores every slice (an unlabelled slice with predicted GM then has DSC 0).
+    axis : int, optional
+        Slice axis; default from the affine (:func:`slice_axis`).
+    affine_atol : float, default 1e-3
+        Largest element-wise affine difference (mm) accepted between the two grids.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``per_slice=False``: one row with ``scope`` ("labelled slices" or "all slices"),
+        ``n_slices``, ``n_scored_slices``, the ten :data:`~pedgm_kit.metrics.METRICS` (3D, on the
+        scored slices; distances in mm) and :data:`AREA_METRICS` (mean GM area per scored
+        slice, mm²). ``per_slice=True``: one row per scored slice with ``slice``, ``labelled``,
+        the ten metrics (2D) and the two areas. ``frame.attrs`` holds ``pred``, ``truth`` (file
+        names), ``scope``, ``spacing_mm`` and ``axis``.
+
+    Raises
+    ------
+    InputFileError
+        A file is missing or not NIfTI.
+    DimensionError
+        A mask is not 3D.
+    GridMismatchError
+        Shapes or affines differ (the message names both files and both values).
+    ImageContentError
+        A mask holds values other than 0 and 1, or (``labelled_only``) the manual mask is empty.
+
+    Examples
+    --------
+    >>> evaluate_pair("sub-01_gmseg.nii.gz", "sub-01_gmseg-manual.nii.gz")["DSC"]  # doctest: +SKIP
+    """
+    scan, slices = score_pair(pred, truth, labelled_only=labelled_only, axis=axis, affine_atol=affine_atol)
+    return slices if per_slice else scan
+
+
+def score_pair(
+    pred, truth, *, labelled_only: bool = True, axis: int | None = None, affine_atol: float = AFFINE_ATOL_MM
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both results of :func:`evaluate_pair` from one scoring: (scan row frame, per-slice frame)."""
+    p_name, t_name = source_name(pred, "<in-memory prediction>"), source_name(truth, "<in-memory manual mask>")
+    p_img, p = load_mask(pred, what="prediction", name=p_name)
+    t_img, t = load_mask(truth, what="manual mask", name=t_name)
+    check_same_grid(t_img, p_img, what="prediction", image_name=t_name, other_name=p_name, atol_mm=affine_atol,
+                    reference="manual mask")
+    axis = slice_axis(t_img) if axis is None else int(axis)
+    row, frame = score_masks(p, t, affine=t_img.affine, axis=axis, labelled_only=labelled_only, name=t_name)
+    attrs = {
+        "pred": p_name, "truth": t_name, "scope": row["scope"], "axis": axis,
+        "spacing_mm": [float(s) for s in nib.affines.voxel_sizes(t_img.affine)],
+    }
+    scan = pd.DataFrame([row])
+    scan.attrs.update(attrs)
+    frame.attrs.update(attrs)
+    return scan, frame

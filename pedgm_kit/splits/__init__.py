@@ -1,0 +1,36 @@
+"""Train / validation / test splits, grouped by person.
+
+- :func:`read_split_sheet` reads a split chosen by hand, such as the original study's
+  ``Subject_ID_Level_Split.xlsx`` (sheet ``DTI_Normal_Level``, columns Training / Val / Testing),
+  and turns its subject IDs into scan ids of the folder layout (``<id>``, ``<id>_second``).
+- :func:`read_level_sheet` reads the same sheet's per-ID cord-region codes (UC MC LC UT MT LT),
+  to balance an automatic split on them.
+- :func:`auto_split` makes a seeded split that never puts two scans of one person in different
+  splits and balances a category column (region code, site) as well as it can.
+- :func:`split_table`, :func:`plot_split_counts` and :func:`check_person_grouping` describe and
+  check a split.
+
+A split is a ``dict`` ``{split name: [scan id, ...]}``, in the order train, val, test.
+"""
+
+from __future__ import annotations
+
+from .auto import auto_split
+from .describe import check_person_grouping, plot_split_counts, split_table
+from .sheet import (
+    DEFAULT_SPLIT_COLUMNS,
+    REGION_CODES,
+    read_level_sheet,
+    read_split_sheet,
+)
+
+__all__ = [
+    "DEFAULT_SPLIT_COLUMNS",
+    "REGION_CODES",
+    "auto_split",
+    "check_person_grouping",
+    "plot_split_counts",
+    "read_level_sheet",
+    "read_split_sheet",
+    "split_table",
+]

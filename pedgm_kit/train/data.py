@@ -1,0 +1,106 @@
+"""Training input: split arrays, and batches (``tf.data`` under TensorFlow, a NumPy PyDataset otherwise)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ..augment import AugmentConfig, apply_augmentation, sample_params
+from ..data_creation import load_split
+from ..exceptions import InputFileError
+
+__all__ = ["load_arrays", "make_dataset"]
+
+
+def load_arrays(data_dir: str | os.PathLike, split: str, *, max_slices: int = 0, seed: int = 0):
+    """(images (N, h, w, 1) float32, masks (N, h, w, 1) float32) of ``<data_dir>/<split>.npz``.
+
+    With ``max_slices``, a seeded subset that keeps the GM slices first (smoke runs).
+    """
+    path = Path(data_dir) / f"{split}.npz"
+    if not path.is_file():
+        raise InputFileError(f"No such file or no access: '{path}' (run notebook 02 to create the {split} split)")
+    arrays = load_split(path)
+    images, masks = arrays["images"], arrays["masks"]
+    if max_slices and len(images) > max_slices:
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(images))
+        order = order[np.argsort(~masks[order].any(axis=(1, 2)), kind="stable")]
+        keep = np.sort(order[:max_slices])
+        images, masks = images[keep], masks[keep]
+    return images[..., None].astype(np.float32), masks[..., None].astype(np.float32)
+
+
+class _NumpyBatches(keras.utils.PyDataset):
+    """Shuffled (and optionally augmented) batches from NumPy arrays, any backend."""
+
+    def __init__(self, images, masks, *, batch_size, augment, config, seed, shuffle=True, **kwargs):
+        super().__init__(**kwargs)
+        self.images, self.masks = images, masks
+        self.batch_size, self.augment, self.config = batch_size, augment, config
+        self.seed, self.shuffle, self.epoch = seed, shuffle, 0
+        self.drop_remainder = shuffle
+
+    def __len__(self):
+        n = len(self.images) / self.batch_size
+        return int(np.floor(n) if self.drop_remainder else np.ceil(n))
+
+    def _order(self):
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.images))
+
+    def __getitem__(self, index):
+        idx = self._order()[index * self.batch_size : (index + 1) * self.batch_size]
+        x, y = self.images[idx], self.masks[idx]
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+            params = sample_params(rng, len(idx), x.shape[1:3], self.config)
+            x, y = (keras.ops.convert_to_numpy(t) for t in apply_augmentation(x, y, params))
+        return x, y
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+
+def make_dataset(images, masks, *, batch_size: int, augment: bool, seed: int, shuffle: bool = True,
+                 config: AugmentConfig | None = None, backend: str | None = None):
+    """Training/evaluation input: ``tf.data`` under TensorFlow, a NumPy PyDataset otherwise.
+
+    Training batches (``shuffle=True``) drop the remainder so every batch has ``batch_size`` slices.
+    """
+    config = config or AugmentConfig()
+    backend = backend or keras.backend.backend()
+    batch_size = min(int(batch_size), len(images)) if shuffle else int(batch_size)
+    if backend != "tensorflow":
+        return _NumpyBatches(images, masks, batch_size=batch_size, augment=augment, config=config, seed=seed,
+                             shuffle=shuffle)
+    import tensorflow as tf  # the optional tf.data input path
+
+    data = tf.data.Dataset.from_tensor_slices((images, masks))
+    if shuffle:
+        data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size, drop_remainder=shuffle)
+    if augment:
+        size = images.shape[1:3]
+
+        epochs_seen = [0]
+
+        def param_stream():  # called once per epoch: a new, seeded stream each time
+            rng = np.random.default_rng([seed, epochs_seen[0], 1])
+            epochs_seen[0] += 1
+            while True:
+                yield sample_params(rng, batch_size, size, config)
+
+        example = sample_params(np.random.default_rng(0), batch_size, size, config)
+        signature = {k: tf.TensorSpec(v.shape, tf.float32) for k, v in example.items()}
+        params = tf.data.Dataset.from_generator(param_stream, output_signature=signature)
+        n_batches = len(images) // batch_size
+        data = tf.data.Dataset.zip((data, params)).map(
+            lambda xy, p: apply_augmentation(xy[0], xy[1], p), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        data = data.apply(tf.data.experimental.assert_cardinality(n_batches))
+    return data.prefetch(tf.data.AUTOTUNE)
