@@ -1,7 +1,10 @@
-# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+# Three commands for a fresh machine: `make lab`, `make demo` and `make test`. Each creates .venv when missing.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+# PyTorch only backs MONAI's metric cross-checks in the tests; the CPU build (a local wheel on CI machines).
+# Elsewhere e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
+TORCH ?= torch==2.13.0
 export PEDGM_DATA_MIRROR ?= $(abspath ../shared/pedgm-data)
 
 .PHONY: venv demo segment-demo test bench clean
@@ -13,12 +16,17 @@ $(BIN)/pedgm: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+$(VENV)/.crosscheck: $(BIN)/pedgm
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev,crosscheck]'
+	@touch $@
+
 venv: $(BIN)/pedgm
 
 demo: venv
 	$(BIN)/pedgm run --params parameters/demo.yaml
 
-test: venv
+test: venv $(VENV)/.crosscheck
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q --nbval tests/golden --nbval-sanitize-with tests/golden/sanitize.cfg
 

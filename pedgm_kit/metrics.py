@@ -42,7 +42,13 @@ Surfaces, skeletons and distances
   once) and HSD their maximum (the symmetric Hausdorff distance between the two boundaries).
 * **Skeleton** ``S`` of a mask: in 2D, the Guo & Hall (1989, Comm. ACM 32:359, algorithm A1)
   parallel thinning of the mask -- an 8-connected, one-pixel-wide, topology-preserving medial
-  line that keeps the end points of every branch. It is a property of the pixel grid and does not
+  line that keeps the end points of every branch -- as implemented by scikit-image
+  (:func:`skimage.morphology.thin`: subiteration G3 before G3', parallel deletion, the outside of
+  the array is background). It replaced a hand-written implementation of the same published
+  algorithm after both were shown to give identical skeletons on every labelled slice of the sample
+  masks, on thousands of random masks and on all 65,536 4x4 masks (``tests/test_metrics_crosscheck.py``).
+  ``skimage.morphology.skeletonize`` is a different algorithm (Zhang-Suen style) and is not used:
+  it already differs on a 3-pixel L. The skeleton is a property of the pixel grid and does not
   depend on the spacing. A non-empty mask always has a non-empty skeleton. In 3D
   (:func:`volume_metrics`) the skeleton is the stack of the 2D skeletons of the slices along
   ``axis`` (the GM "butterfly" is a thin planar shape in each axial slice, and challenge data have
@@ -234,60 +240,47 @@ def _confusion(p: np.ndarray, t: np.ndarray, axis=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Skeletonisation: Guo & Hall (1989) parallel thinning, vectorised over the foreground pixels
+# Skeletons: scikit-image's Guo & Hall (1989) thinning, all slices in one call
 # --------------------------------------------------------------------------------------------
 
-
-def _guo_hall_luts() -> tuple[np.ndarray, np.ndarray]:
-    """Deletion tables of the two sub-iterations, indexed by the 8-neighbour code.
-
-    Bit ``k`` of the code is neighbour ``x_{k+1}`` of Guo & Hall: x1 = east, then
-    counter-clockwise (x2 = north-east, x3 = north, ..., x8 = south-east).
-    """
-    x = (np.arange(256)[:, None] >> np.arange(8)) & 1  # x[:, k] is x_{k+1}
-    x = x.astype(bool)
-    xi = lambda i: x[:, (i - 1) % 8]  # noqa: E731  (1-based, x9 = x1)
-    # C(p) = number of 8-connected foreground components around p; must be 1.
-    c = sum((~xi(2 * i - 1)) & (xi(2 * i) | xi(2 * i + 1)) for i in range(1, 5))
-    n1 = sum(xi(2 * k - 1) | xi(2 * k) for k in range(1, 5))
-    n2 = sum(xi(2 * k) | xi(2 * k + 1) for k in range(1, 5))
-    n = np.minimum(n1, n2)
-    common = (c == 1) & (n >= 2) & (n <= 3)
-    first = common & ~((xi(2) | xi(3) | ~xi(8)) & xi(1))
-    second = common & ~((xi(6) | xi(7) | ~xi(4)) & xi(5))
-    return first, second
-
-
-_THIN_LUTS = _guo_hall_luts()
+_TILE_WIDTH = 2048  # width (pixels) of the rows the slice crops are packed into
 
 
 def _skeletonize_stack(masks: np.ndarray) -> np.ndarray:
-    """2D skeletons of every slice of a ``(n, rows, cols)`` bool stack (Guo-Hall thinning).
+    """2D skeletons of every slice of a ``(n, rows, cols)`` bool stack (:func:`skimage.morphology.thin`).
 
-    Each pass computes the neighbour codes of all remaining foreground pixels of all slices at
-    once and deletes the deletable ones in parallel, so the cost is O(foreground) per pass and
-    the number of passes is about half the thickness of the thickest structure.
+    Thinning only ever looks at a pixel's 8 neighbours and treats the outside as background, so
+    each slice is cropped to its mask's bounding box and the crops are packed, one pixel of
+    background apart, into one image: a single ``thin`` call then does every slice, its passes
+    run over the masks' boxes instead of whole slices, and the result is pixel for pixel that of
+    ``thin`` on each slice alone.
     """
-    n, rows, cols = masks.shape
-    img = np.zeros((n, rows + 2, cols + 2), dtype=np.uint8)  # zero frame: no neighbour wraps
-    img[:, 1:-1, 1:-1] = masks
-    flat = img.reshape(-1)
-    w = cols + 2
-    # Same order as the code bits: E, NE, N, NW, W, SW, S, SE (rows grow downwards).
-    offsets = np.array([1, 1 - w, -w, -w - 1, -1, w - 1, w, w + 1], dtype=np.intp)
-    weights = (1 << np.arange(8)).astype(np.intp)
-    idx = np.flatnonzero(flat)
-    while True:
-        removed = False
-        for lut in _THIN_LUTS:
-            codes = flat[idx[:, None] + offsets] @ weights
-            kill = lut[codes]
-            if kill.any():
-                flat[idx[kill]] = 0
-                idx = idx[~kill]
-                removed = True
-        if not removed:
-            return img[:, 1:-1, 1:-1].astype(bool)
+    from skimage.morphology import thin
+
+    out = np.zeros(masks.shape, dtype=bool)
+    rows_hit, cols_hit = masks.any(axis=2), masks.any(axis=1)  # (n, rows), (n, cols): one pass each
+    crops = []
+    for k in np.flatnonzero(rows_hit.any(axis=1)):
+        r, c = np.flatnonzero(rows_hit[k]), np.flatnonzero(cols_hit[k])
+        crops.append((k, (slice(r[0], r[-1] + 1), slice(c[0], c[-1] + 1))))
+    if not crops:
+        return out
+    # shelf packing, tallest first: rows of crops side by side, 1-pixel gaps everywhere
+    crops.sort(key=lambda kb: kb[1][0].stop - kb[1][0].start, reverse=True)
+    places, x, y, row_h, width = [], 1, 1, 0, 1
+    for k, (rs, cs) in crops:
+        h, w = rs.stop - rs.start, cs.stop - cs.start
+        if x > 1 and x + w + 1 > _TILE_WIDTH:
+            x, y, row_h = 1, y + row_h + 1, 0
+        places.append((k, rs, cs, y, x))
+        x, row_h, width = x + w + 1, max(row_h, h), max(width, x + w + 1)
+    tiled = np.zeros((y + row_h + 1, width), dtype=bool)
+    for k, rs, cs, y0, x0 in places:
+        tiled[y0 : y0 + rs.stop - rs.start, x0 : x0 + cs.stop - cs.start] = masks[k, rs, cs]
+    skeleton = thin(tiled)
+    for k, rs, cs, y0, x0 in places:
+        out[k, rs, cs] = skeleton[y0 : y0 + rs.stop - rs.start, x0 : x0 + cs.stop - cs.start]
+    return out
 
 
 # --------------------------------------------------------------------------------------------
