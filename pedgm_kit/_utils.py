@@ -21,11 +21,16 @@ def atomic_path(path: str | os.PathLike):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".part{suffix}")
     os.close(fd)
     try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.filename is None or str(err.filename) == str(tmp):  # e.g. ENOSPC from a write: name the output
+                raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+            raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

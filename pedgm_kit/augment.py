@@ -23,11 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-import keras
 import numpy as np
-from keras import ops
 
+from ._backend import keras
 from .exceptions import ParameterError
+
+ops = keras.ops
 
 __all__ = [
     "AugmentConfig",

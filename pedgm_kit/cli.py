@@ -8,7 +8,6 @@ exit with status 2; ``--verbose`` shows the traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 
@@ -31,18 +30,32 @@ def get_parser() -> argparse.ArgumentParser:
                        help="challenge, large, models, gm-challenge-data, sct_testing_data, or a registry path")
     fetch.add_argument("--all", action="store_true", help="fetch every registered file")
 
-    seg = sub.add_parser("segment", help="segment gray matter in a NIfTI scan")
-    seg.add_argument("image", help="input 3D NIfTI image (.nii or .nii.gz)")
-    seg.add_argument("-o", "--output", help="output path (default: <input>_gmseg.nii.gz beside the input)")
+    seg = sub.add_parser(
+        "segment", help="segment gray matter in NIfTI scans (one, several, a folder, or a BIDS dataset)",
+        description="Segment GM with one loaded model. Several images or a folder: one progress bar, a bad file "
+                    "is reported and skipped (exit status 2 at the end), scans already segmented are skipped "
+                    "unless --overwrite, and a CSV summary is written.")
+    seg.add_argument("images", nargs="+", metavar="IMAGE",
+                     help="3D NIfTI image(s) (.nii/.nii.gz) or folder(s) of images; with --bids, the BIDS root")
+    seg.add_argument("-o", "--output", help="output path for a single image (default: <input>_gmseg.nii.gz beside it)")
+    seg.add_argument("--output-dir", help="folder for the outputs of several images (default: beside each input)")
+    seg.add_argument("--bids", action="store_true",
+                     help="IMAGE is a BIDS root: write derivatives/<pipeline>/sub-*/[ses-*/]anat/<image>_gmseg.nii.gz")
+    seg.add_argument("--pipeline", default="pedgm_kit", help="derivative folder name with --bids (default pedgm_kit)")
+    seg.add_argument("--csv", help="summary CSV (default: gmseg_summary.csv in the output folder for several images)")
     seg.add_argument("-m", "--model", default="challenge",
                      help="challenge (default), large, or a .hdf5 weights file with its .json beside it")
-    seg.add_argument("--cord-mask", help="spinal cord mask on the image grid, to centre the windows on")
+    seg.add_argument("--cord-mask", help="spinal cord mask on the image grid, to centre the windows on (one image)")
     seg.add_argument("-t", "--threshold", type=float, default=None,
                      help="probability threshold (default from the model metadata, 0.999); 0 writes probabilities")
     seg.add_argument("--tta", action="store_true", help="test-time augmentation (9 passes, seeded)")
     seg.add_argument("--seed", type=int, default=0, help="seed of the TTA offsets (default 0)")
     seg.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    seg.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    seg.add_argument("--engine", default="auto", choices=("auto", "keras", "xla", "onnx"),
+                     help="what runs the network (default auto: XLA-compiled Keras with TensorFlow)")
+    seg.add_argument("--padding", default=None, choices=("reflect", "mean", "background", "none"),
+                     help="what fills the window beyond a small field of view (default: see pedgm_kit.segment)")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
     ev = sub.add_parser(
         "evaluate",
@@ -91,6 +104,8 @@ def get_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("onnx", "hdf5"), default="onnx", help="onnx (default) or hdf5")
     ex.add_argument("--out", required=True, help="existing folder to write <name>.onnx/.hdf5 and <name>.json into")
     ex.add_argument("--overwrite", action="store_true", help="replace existing files")
+    for command in sub.choices.values():  # --verbose after the command too (pedgm segment x --verbose)
+        command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     return parser
 
 
@@ -108,21 +123,47 @@ def _cmd_fetch(args) -> int:
 
 
 def _cmd_segment(args) -> int:
-    from .segment import segment_file
+    from pathlib import Path
 
-    out = segment_file(
-        args.image,
-        args.output,
-        overwrite=args.overwrite,
-        model=args.model,
-        cord_mask=args.cord_mask,
-        threshold=args.threshold,
-        tta=args.tta,
-        seed=args.seed,
-        batch_size=args.batch_size,
+    from .exceptions import ParameterError
+    from .segment import (
+        DEFAULT_PADDING,
+        Segmenter,
+        find_images,
+        segment_bids,
+        segment_file,
+        segment_files,
     )
-    print(out)
-    return 0
+
+    options = {"threshold": args.threshold, "tta": args.tta, "seed": args.seed}
+    single = not args.bids and len(args.images) == 1 and not Path(args.images[0]).is_dir()
+    if args.output and not single:
+        raise ParameterError("-o/--output names one output: use --output-dir for several images")
+    if args.cord_mask and not single:
+        raise ParameterError("--cord-mask belongs to one image: segment that image on its own")
+    if args.bids and len(args.images) != 1:
+        raise ParameterError("--bids takes exactly one BIDS root")
+    images = None if single or args.bids else find_images(args.images)
+    model = Segmenter(args.model, batch_size=args.batch_size, engine=args.engine,
+                      padding=args.padding or DEFAULT_PADDING)
+    if single:
+        print(segment_file(args.images[0], args.output, overwrite=args.overwrite, model=model,
+                           cord_mask=args.cord_mask, **options))
+        return 0
+    if args.bids:
+        table = segment_bids(args.images[0], pipeline=args.pipeline, model=model, overwrite=args.overwrite, **options)
+        csv = Path(args.images[0]) / "derivatives" / args.pipeline / "gmseg_summary.csv"
+    else:
+        folder = Path(args.output_dir) if args.output_dir else Path(images[0]).parent
+        csv = Path(args.csv) if args.csv else folder / "gmseg_summary.csv"
+        table = segment_files(images, output_dir=args.output_dir, model=model, overwrite=args.overwrite, csv=csv,
+                              **options)
+    done = table["status"].value_counts().to_dict()
+    print(f"{len(table)} scans: {done.get('ok', 0)} segmented, {done.get('skipped', 0)} skipped (output exists), "
+          f"{done.get('failed', 0)} failed; summary: {csv}")
+    for _, row in table[table["status"] == "failed"].iterrows():
+        print(f"pedgm segment: error: {row['error']}", file=sys.stderr)
+    return 2 if table.attrs["failed"] else 0
 
 
 def _cmd_evaluate(args) -> int:
@@ -229,16 +270,46 @@ _COMMANDS = {
 }
 
 
+def _one_line_warnings(command: str):
+    """Warnings as ``pedgm <command>: warning: <message>`` lines (Python's default adds a source line).
+
+    Returns the previous ``warnings.showwarning``, to be put back.
+    """
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"pedgm {command}: warning: {message}", file=file or sys.stderr)
+
+    previous, warnings.showwarning = warnings.showwarning, show
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``pedgm``; returns the exit status (0 ok, 2 user error)."""
+    """Run ``pedgm``; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     parser = get_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    previous = _one_line_warnings(args.command)
+    try:
+        return _run(args)
+    finally:
+        warnings.showwarning = previous
+
+
+def _run(args) -> int:
     try:
         return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        after = {"train": "; rerun the same command to resume from the last completed epoch",
+                 "run": "; finished notebooks are kept"}.get(args.command, "; no output was written")
+        print(f"pedgm {args.command}: interrupted{after}", file=sys.stderr)
+        return 130
     except PedgmError as err:
         if args.verbose:
             traceback.print_exc()
@@ -249,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         where = f": '{err.filename}'" if err.filename else ""
         print(f"pedgm {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"pedgm {args.command}: error: out of memory", file=sys.stderr)
         return 2
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "display_pixel_mm",
     "display_plane",
     "obliquity_deg",
+    "off_axial_deg",
     "resample_in_plane",
     "slice_axis",
 ]
@@ -55,6 +56,8 @@ LIMITS = {
     "fov_mm": (2.0, 600.0),  # in-plane field of view, each axis
     "oblique_warn_deg": 20.0,  # a voxel axis this far off its anatomical axis: warning
     "oblique_error_deg": 40.0,  # this far: which axis is "axial" is ambiguous, error
+    "off_axial_error_deg": 45.0,  # thick slices this far off axial: the image is not an axial acquisition
+    "thick_ratio": 1.5,  # a voxel axis this much longer than the others is the acquisition's slice axis
 }
 
 
@@ -284,6 +287,21 @@ def obliquity_deg(affine) -> float:
     return float(np.degrees(np.arccos(np.clip(min(cosines), 0.0, 1.0))))
 
 
+def off_axial_deg(affine) -> float | None:
+    """Angle (degrees) between the acquisition's slice axis and superior-inferior, or None.
+
+    The acquisition's slice axis is the voxel axis clearly longer than the others (thick slices,
+    :data:`LIMITS` ``thick_ratio``); an image with near-isotropic voxels has none.
+    """
+    cols = np.asarray(affine, float)[:3, :3]
+    sizes = np.linalg.norm(cols, axis=0)
+    j = int(np.argmax(sizes))
+    others = np.delete(sizes, j)
+    if sizes[j] < LIMITS["thick_ratio"] * others.max():
+        return None
+    return float(np.degrees(np.arccos(np.clip(abs(cols[2, j]) / sizes[j], 0.0, 1.0))))
+
+
 def check_geometry(img: nib.Nifti1Image, *, name: str, model_spacing_mm: float = 0.25) -> dict:
     """Check that an image's geometry can be a spinal cord scan the network can segment.
 
@@ -315,6 +333,12 @@ def check_geometry(img: nib.Nifti1Image, *, name: str, model_spacing_mm: float =
     """
     affine = np.asarray(img.affine, float)
     angle = obliquity_deg(affine)
+    off_axial = off_axial_deg(affine)
+    if off_axial is not None and off_axial >= LIMITS["off_axial_error_deg"]:
+        raise ImageContentError(
+            f"{name}: its slices are {off_axial:.0f} degrees off axial (limit {LIMITS['off_axial_error_deg']:g}): "
+            "segmented as they are, they would be resliced along another axis; reslice the image to axial first"
+        )
     if angle >= LIMITS["oblique_error_deg"]:
         raise ImageContentError(
             f"{name}: voxel axes are {angle:.0f} degrees off the anatomical axes; which axis is axial is "
@@ -343,9 +367,10 @@ def check_geometry(img: nib.Nifti1Image, *, name: str, model_spacing_mm: float =
         raise ImageContentError(
             f"{name}: in-plane field of view {fov[0]:.4g} x {fov[1]:.4g} mm is outside {lo:g}-{hi:g} mm per axis"
         )
-    if angle >= LIMITS["oblique_warn_deg"]:
+    tilt = max(angle, off_axial or 0.0)
+    if tilt >= LIMITS["oblique_warn_deg"]:
         warnings.warn(
-            f"{name}: the image is oblique: a voxel axis is {angle:.0f} degrees off its anatomical axis; "
+            f"{name}: the image is oblique: its axes are up to {tilt:.0f} degrees off the anatomical axes; "
             "slices are segmented as stored (axial in voxel space)",
             GeometryWarning,
             stacklevel=2,

@@ -92,11 +92,31 @@ def open_nifti(path: str | os.PathLike, *, what: str = "image"):
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"No such file or no access: '{path}' ({what})")
-    with _readable(path, what):
+    with _readable(path, what), nib.imageglobals.LoggingOutputSuppressor():  # header repairs: checked below
         img = nib.load(path)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputFileError(f"'{path}' is a {type(img).__name__}, not a NIfTI {what}")
+    _check_raw_pixdim(path, img, what)
     return img
+
+
+def _check_raw_pixdim(path: Path, img, what: str) -> None:
+    """Voxel sizes as stored, before nibabel's repair (it reads a pixdim of 0 as 1 mm).
+
+    They matter when the affine comes from the header's pixdim (no sform): then a zero, negative or
+    NaN size would silently become 1 mm.
+    """
+    if int(img.header["sform_code"]) > 0:
+        return
+    with _readable(path, what), nib.openers.ImageOpener(path) as fobj:
+        raw = type(img.header).from_fileobj(fobj, check=False)
+    ndim = min(3, int(raw["dim"][0]))
+    sizes = np.asarray(raw["pixdim"][1 : 1 + ndim], dtype=float)
+    if not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        shown = ", ".join(f"{v:g}" for v in sizes)
+        raise ImageContentError(
+            f"{path}: {what} has voxel sizes ({shown}) mm in its header and no sform; each must be a positive number"
+        )
 
 
 def read_data(img, *, name: str, what: str = "image") -> np.ndarray:
@@ -339,7 +359,7 @@ def check_output_path(
     if path.is_dir():
         raise InputFileError(f"{what} '{path}' is a folder, not a file name")
     for source in inputs:
-        if source is not None and _same_file(path, source):
+        if isinstance(source, (str, os.PathLike)) and _same_file(path, source):
             raise InputFileError(f"{what} '{path}' is the input file '{source}'; refusing to overwrite an input")
     if os.path.lexists(path) and not overwrite:
         state = "is a dangling link" if path.is_symlink() and not path.exists() else "exists"

@@ -19,13 +19,14 @@ import os
 from pathlib import Path
 
 import h5py
-import keras
 import numpy as np
-from keras import layers, ops
 
+from ._backend import keras
 from ._utils import atomic_path
 from .exceptions import InputFileError, ParameterError, WeightsError
 from .weights import DEFAULT_METADATA, as_text, read_metadata, weights_path
+
+layers, ops = keras.layers, keras.ops
 
 __all__ = [
     "DEFAULT_METADATA",

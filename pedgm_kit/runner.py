@@ -10,43 +10,23 @@ without sections is taken as the ``train`` section. ``pedgm train --params FILE 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
-
-import yaml
 
 from .datasets import FOLDER_OPTIONS
 from .exceptions import InputFileError, ParameterError, PedgmError
 from .io import write_text
+from .params import NOTEBOOKS, load_params
 from .registry import BUILTIN_MODELS
 from .train import VARIANTS
 
 __all__ = ["NOTEBOOKS", "load_params", "run_notebook", "slurm_script", "train_variants"]
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SECTIONS = ("preprocess", "data", "augment", "train", "evaluate")
 
-
-def load_params(path: str | os.PathLike) -> dict[str, dict]:
-    """Read a YAML parameter file into ``{section: {parameter: value}}``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"No such file or no access: '{path}' (parameter file)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise InputFileError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise InputFileError(f"{path}: expected a mapping of parameters, got {type(data).__name__}")
-    if not any(key in SECTIONS for key in data):
-        data = {"train": data}
-    unknown = [key for key in data if key not in SECTIONS]
-    if unknown:
-        raise InputFileError(f"{path}: unknown sections {unknown}; expected some of {list(SECTIONS)}")
-    for key, value in data.items():
-        if not isinstance(value, dict):
-            raise InputFileError(f"{path}: section '{key}' must be a mapping, got {type(value).__name__}")
-    return data
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_SLURM_TIME = re.compile(r"(\d+-)?\d{1,3}(:\d{2}){0,2}|\d+-\d{1,2}")
+_SLURM_MEM = re.compile(r"\d+[KMGT]?")
 
 
 def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict, *,
@@ -114,10 +94,26 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
                  time: str = "04:00:00", mem: str = "32G", cpus: int = 8, partition: str = "",
                  account: str = "", venv: str = ".venv", job_name: str = "pedgm-train") -> str:
     """A SLURM job-array script: one task per variant, each running ``pedgm train --variant``."""
-    variants = variants or list(VARIANTS)
-    bad = [v for v in variants if v not in VARIANTS]
-    if bad or gpus < 0 or cpus < 1:
-        raise ParameterError(f"bad SLURM settings: variants {bad or 'ok'}, gpus={gpus!r}, cpus={cpus!r}")
+    variants = list(variants or VARIANTS)
+    problems = [f"unknown variant {v!r} (one of {', '.join(VARIANTS)})" for v in variants if v not in VARIANTS]
+    problems += [f"variant {v!r} given twice" for v in dict.fromkeys(v for v in variants if variants.count(v) > 1)]
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        problems.append(f"--gpus must be an integer >= 0, got {gpus!r}")
+    if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+        problems.append(f"--cpus must be a positive integer, got {cpus!r}")
+    if not _SLURM_TIME.fullmatch(str(time)):
+        problems.append(f"--time must be a SLURM time such as 04:00:00 or 1-12:00:00, got {time!r}")
+    if not _SLURM_MEM.fullmatch(str(mem)):
+        problems.append(f"--mem must be a number with an optional K/M/G/T unit such as 32G, got {mem!r}")
+    for name, value in (("--partition", partition), ("--account", account), ("job name", job_name)):
+        if value and not re.fullmatch(r"[A-Za-z0-9_.,-]+", str(value)):
+            problems.append(f"{name} may hold only letters, digits and _ . , -, got {value!r}")
+    if any(c in str(venv) for c in "\n\r\0") or not str(venv).strip():
+        problems.append(f"--venv must be a path on one line, got {venv!r}")
+    if any(c in str(params_file) for c in "\n\r\0"):
+        problems.append(f"--params must be a path on one line, got {str(params_file)!r}")
+    if problems:
+        raise ParameterError("bad SLURM settings: " + "; ".join(problems))
     lines = [
         "#!/usr/bin/env bash",
         f"#SBATCH --job-name={job_name}",
@@ -145,6 +141,16 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
     return "\n".join(lines)
 
 
+def check_run_id(run_id: str) -> str:
+    """A run id is a plain folder name: never a path, so a run stays inside ``--outputs``."""
+    if not isinstance(run_id, str) or not _SAFE_NAME.fullmatch(run_id) or run_id in (".", ".."):
+        raise ParameterError(
+            f"run id {run_id!r} must be a plain folder name (letters, digits, . _ -; no '/', no '..', "
+            "not starting with '.' or '-')"
+        )
+    return run_id
+
+
 def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike = "outputs", run_id: str | None = None,
                  overwrite: bool = False, progress: bool = True) -> Path:
     """Run notebooks 01 -> 05 (the four variants in 04) into ``<outputs>/<run_id>/``; returns the run folder.
@@ -160,7 +166,7 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
     from tqdm.auto import tqdm
 
     params = load_params(params_file)
-    run_id = run_id or time.strftime("run-%Y%m%d-%H%M%S")
+    run_id = check_run_id(time.strftime("run-%Y%m%d-%H%M%S") if run_id is None else run_id)
     run = Path(outputs) / run_id
     if run.exists() and not overwrite:
         raise PedgmError(f"run folder '{run}' exists; choose another --run-id or pass --overwrite")

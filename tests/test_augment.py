@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pedgm_kit.augment import AugmentConfig, PairedAugmentation, augment_numpy, materialise, sample_params
+from pedgm_kit.augment import (
+    AugmentConfig,
+    PairedAugmentation,
+    augment_numpy,
+    materialise,
+    sample_params,
+)
 from pedgm_kit.exceptions import ParameterError
 from pedgm_kit.metrics import dice
 from pedgm_kit.train import make_dataset

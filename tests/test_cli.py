@@ -107,7 +107,7 @@ def test_existing_output_without_overwrite(tmp_path, t2s_copy, capsys):
 
 def test_bad_threshold(t2s_copy, capsys):
     assert main(["segment", str(t2s_copy), "--threshold", "1.5"]) == 2
-    _one_line_error(capsys, "threshold must be in [0, 1), got 1.5")
+    _one_line_error(capsys, "threshold must be a number in [0, 1), got 1.5")
     assert not t2s_copy.with_name("t2s_gmseg.nii.gz").exists()
 
 

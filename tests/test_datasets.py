@@ -9,8 +9,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import require_shared
+
 from pedgm_kit.datasets import (
     DatasetIndex,
     DatasetWarning,

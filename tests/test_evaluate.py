@@ -12,10 +12,21 @@ import pytest
 
 from pedgm_kit import evaluate as ev
 from pedgm_kit.cli import main
-from pedgm_kit.io import write_json
 from pedgm_kit.datasets import discover_bids
-from pedgm_kit.exceptions import GridMismatchError, ImageContentError, InputFileError, ParameterError
-from pedgm_kit.metrics import METRICS, dice, labelled_slices, per_slice_metrics, volume_metrics
+from pedgm_kit.exceptions import (
+    GridMismatchError,
+    ImageContentError,
+    InputFileError,
+    ParameterError,
+)
+from pedgm_kit.io import write_json
+from pedgm_kit.metrics import (
+    METRICS,
+    dice,
+    labelled_slices,
+    per_slice_metrics,
+    volume_metrics,
+)
 
 AFFINE = np.diag([-0.5, 0.5, 2.5, 1.0])  # LAS, 0.5 x 0.5 mm pixels (0.25 mm²), 2.5 mm slices
 

@@ -9,7 +9,14 @@ from pedgm_kit.exceptions import (
     InputFileError,
     OutputExistsError,
 )
-from pedgm_kit.io import Canonical, check_output_path, check_same_grid, default_output_path, load_image, save_like
+from pedgm_kit.geometry import Canonical
+from pedgm_kit.io import (
+    check_output_path,
+    check_same_grid,
+    default_output_path,
+    load_image,
+    save_like,
+)
 
 
 def _save(tmp_path, name, data, affine=None):

@@ -30,10 +30,16 @@ import warnings
 
 import numpy as np
 import pytest
+from reference_thinning import skeletonize_stack as reference_skeletons
 from scipy import ndimage as ndi
 
-from pedgm_kit.metrics import _boundary, _skeletonize_stack, per_slice_metrics, slice_metrics, volume_metrics
-from reference_thinning import skeletonize_stack as reference_skeletons
+from pedgm_kit.metrics import (
+    _boundary,
+    _skeletonize_stack,
+    per_slice_metrics,
+    slice_metrics,
+    volume_metrics,
+)
 
 thin = pytest.importorskip("skimage.morphology").thin  # a dependency of pedgm_kit: never missing
 from skimage.metrics import hausdorff_distance  # noqa: E402

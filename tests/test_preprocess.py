@@ -2,12 +2,23 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pedgm_kit.data_creation import build_split_arrays, load_split, save_npz, verify_split
+from pedgm_kit.data_creation import (
+    build_split_arrays,
+    load_split,
+    save_npz,
+    verify_split,
+)
 from pedgm_kit.datasets import Scan, discover_bids
 from pedgm_kit.exceptions import PedgmError
+from pedgm_kit.geometry import ModelGrid
 from pedgm_kit.io import load_image
-from pedgm_kit.preprocess import load_preprocessed, preprocess_scan, qc_montage, save_preprocessed, standardise
-from pedgm_kit.segment import ModelGrid
+from pedgm_kit.preprocess import (
+    load_preprocessed,
+    preprocess_scan,
+    qc_montage,
+    save_preprocessed,
+    standardise,
+)
 
 
 @pytest.fixture(scope="module")

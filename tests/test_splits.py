@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import require_shared
+
 from pedgm_kit.datasets import DatasetIndex, discover_bids, read_id_list
 from pedgm_kit.exceptions import InputFileError, PedgmError
 from pedgm_kit.splits import (

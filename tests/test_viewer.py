@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 import pedgm_kit._utils as utils_mod
-import pedgm_kit.viewer as viewer_mod
 from pedgm_kit.datasets import discover_bids
 from pedgm_kit.exceptions import (
     DimensionError,
@@ -27,7 +26,7 @@ from pedgm_kit.exceptions import (
     InputFileError,
     ParameterError,
 )
-from pedgm_kit.io import Canonical
+from pedgm_kit.geometry import Canonical
 from pedgm_kit.metrics import dice
 from pedgm_kit.viewer import (
     COLOURS,

@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pedgm_kit.io import Canonical
+from pedgm_kit.geometry import Canonical
 from pedgm_kit.metrics import dice
 from pedgm_kit.segment import segment_image
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from .._backend import keras
 from ..augment import AugmentConfig, apply_augmentation, sample_params
 from ..data_creation import load_split
-from ..exceptions import InputFileError
+from ..exceptions import DimensionError, ImageContentError, InputFileError
+from ..io import check_binary
 
 __all__ = ["load_arrays", "make_dataset"]
 
@@ -23,8 +24,17 @@ def load_arrays(data_dir: str | os.PathLike, split: str, *, max_slices: int = 0,
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
         raise InputFileError(f"No such file or no access: '{path}' (run notebook 02 to create the {split} split)")
-    arrays = load_split(path)
-    images, masks = arrays["images"], arrays["masks"]
+    try:
+        arrays = load_split(path)
+        images, masks = arrays["images"], arrays["masks"]
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise InputFileError(f"Cannot read split arrays '{path}': {str(err).splitlines()[0] if str(err) else err}") from None
+    if images.ndim != 3 or masks.shape != images.shape:
+        raise DimensionError(f"{path}: images {images.shape} and masks {masks.shape} must both be (N, rows, cols)")
+    if images.dtype.kind not in "fiu" or not np.isfinite(images).all():
+        bad = images.size if images.dtype.kind not in "fiu" else int(np.count_nonzero(~np.isfinite(images)))
+        raise ImageContentError(f"{path}: {bad} image values are NaN, infinite or not numbers; rebuild the split (notebook 02)")
+    check_binary(masks, name=str(path), what="masks")
     if max_slices and len(images) > max_slices:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(images))

@@ -7,9 +7,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from .._backend import keras
 from ..augment import AugmentConfig
 from ..exceptions import ParameterError
 from ..io import write_json
@@ -149,7 +149,10 @@ def train_variant(
             "test_dice, baseline_test_dice": "Dice of predictions > 0.999 (SCT's threshold) over all test slices",
         },
         "seconds": round(seconds, 2),
-        "train_slices_per_s": round(recorder.train_batches * batch / max(recorder.train_seconds, 1e-9), 2),
+        # steady state: every training step but the first, which traces the train function (first_step_seconds)
+        "train_slices_per_s": (round(recorder.train_batches * batch / recorder.train_seconds, 2)
+                               if recorder.train_batches else None),
+        "first_step_seconds": None if recorder.first_step_seconds is None else round(recorder.first_step_seconds, 2),
         "backend": keras.backend.backend(),
         "device": _device(),
     }

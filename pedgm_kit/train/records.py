@@ -8,9 +8,9 @@ import os
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from .._backend import keras
 from .._utils import atomic_path
 from ..io import write_json
 from ..model import dice_coefficient, save_legacy_weights
@@ -93,7 +93,8 @@ class _Recorder(keras.callbacks.Callback):
             self.best, self.best_epoch = initial["val_dice"], 0
         self.epoch_start = self.batch_start = time.perf_counter()
         self.train_seconds = 0.0  # time inside training steps only (no validation, no callbacks)
-        self.train_batches = 0
+        self.train_batches = 0  # steps timed: every step but the first of this process
+        self.first_step_seconds = None  # the first step traces (compiles) the train function
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
@@ -102,7 +103,11 @@ class _Recorder(keras.callbacks.Callback):
         self.batch_start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
-        self.train_seconds += time.perf_counter() - self.batch_start
+        seconds = time.perf_counter() - self.batch_start
+        if self.first_step_seconds is None:
+            self.first_step_seconds = seconds
+            return
+        self.train_seconds += seconds
         self.train_batches += 1
 
     def on_epoch_end(self, epoch, logs=None):

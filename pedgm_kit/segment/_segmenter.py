@@ -11,7 +11,9 @@ Pipeline (SCT's, see DESIGN.md) with two robustness fixes:
    by the window border or lies off centre are re-centred on their GM probability mass; when no GM is
    found at all, overlapping windows tile the middle slice to find it. Each slice is re-centred on its
    own GM (per-slice centring), slices without GM follow their nearest neighbours;
-4. standardise with the mean/std of the stacked windows (SCT's volume standardisation);
+4. standardise with the mean/std of the stacked windows (SCT's volume standardisation); when the
+   windows were moved to the cord, the statistics are taken again from the final windows and the
+   slices predicted once more with them;
 5. predict in batches with a model compiled once; optional test-time augmentation (8 passes with a
    seeded random intensity offset U(0, 2) plus the clean pass, averaged);
 6. threshold at 0.999 (0 keeps the soft probabilities), resample back to the input grid (linear),
@@ -29,9 +31,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from .exceptions import ParameterError
-from .geometry import ModelGrid, Window, centres_from_mask, check_geometry
-from .io import (
+from ..exceptions import ParameterError
+from ..geometry import ModelGrid, Window, centres_from_mask, check_geometry
+from ..io import (
     check_binary,
     check_output_path,
     check_same_grid,
@@ -41,10 +43,11 @@ from .io import (
     source_name,
     to_image_like,
 )
-from .model import load_model
-from .registry import BUILTIN_MODELS
+from ..model import load_model
+from ..registry import BUILTIN_MODELS
+from .engines import make_engine
 
-__all__ = ["ModelGrid", "SegmentationWarning", "Segmenter", "centres_from_mask", "segment_file", "segment_image"]
+__all__ = ["DEFAULT_PADDING", "PADDINGS", "SegmentationWarning", "Segmenter", "segment_file", "segment_image"]
 
 
 class SegmentationWarning(UserWarning):
@@ -53,11 +56,22 @@ class SegmentationWarning(UserWarning):
 
 _PROBE_SLICES = 8  # slices around the middle predicted first, to tell whether the cord is off centre
 
+#: How the window is filled where it leaves a small field of view (see :class:`Segmenter`).
+PADDINGS = ("reflect", "mean", "background", "none")
+DEFAULT_PADDING = "reflect"
+
 
 @functools.lru_cache(maxsize=4)
 def _cached_model(spec: str, stamp: tuple):
     """Loaded once per weights file version (``stamp`` = mtime and size, so retrained files reload)."""
     return load_model(spec)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_engine(spec: str, stamp: tuple, engine: str, batch_size: int):
+    model, metadata = _cached_model(spec, stamp)
+    return make_engine(engine, model, batch_size=batch_size, weights=metadata["source"],
+                       input_size=int(metadata["input_size"]))
 
 
 class Segmenter:
@@ -69,11 +83,21 @@ class Segmenter:
         SCT's pretrained weights by name, or a ``.hdf5`` weights file with its ``.json`` beside it.
     batch_size : int, default 8
         Windows per forward pass.
+    engine : {"auto", "keras", "xla", "onnx"}, default "auto"
+        What runs the network (:mod:`pedgm_kit.segment.engines`); the masks do not depend on it.
+    padding : {"reflect", "mean", "background", "none"}, default "reflect"
+        What fills the window where it reaches past the image (small fields of view): the image
+        mirrored at its edge, the volume mean, the image's background (its 1st intensity percentile),
+        or ``"none"``: as SCT, the network runs on the whole slice at its own size when the slice
+        fits in the window. ``benchmarks/bench_small_fov.py`` compares them.
     """
 
-    def __init__(self, model: str | os.PathLike = "challenge", *, batch_size: int = 8):
-        if int(batch_size) < 1:
-            raise ParameterError(f"batch_size must be >= 1, got {batch_size!r}")
+    def __init__(self, model: str | os.PathLike = "challenge", *, batch_size: int = 8, engine: str = "auto",
+                 padding: str = DEFAULT_PADDING):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if padding not in PADDINGS:
+            raise ParameterError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
         if str(model) in BUILTIN_MODELS:
             spec, stamp = str(model), ()
         else:
@@ -83,19 +107,23 @@ class Segmenter:
         self.model, metadata = _cached_model(spec, stamp)
         self.metadata = dict(metadata)
         self.batch_size = int(batch_size)
+        self.engine = _cached_engine(spec, stamp, engine, self.batch_size)
+        self.padding = padding
         self.window = Window(int(self.metadata["input_size"]))
         self.spacing_mm = float(self.metadata["spacing_mm"])
         self.windows_predicted = 0
+        self._fill = 0.0  # constant padding value (standardised units), per image
 
     # ------------------------------------------------------------------ model calls
     def predict_windows(self, windows: np.ndarray) -> np.ndarray:
         """Sigmoid output for standardised windows of shape (N, size, size), in fixed-size batches."""
-        out = np.empty(windows.shape, dtype=np.float32)
-        for start in range(0, len(windows), self.batch_size):
-            chunk = windows[start : start + self.batch_size, ..., None]
-            out[start : start + len(chunk)] = np.asarray(self.model.predict_on_batch(chunk))[..., 0]
         self.windows_predicted += len(windows)
-        return out
+        return self.engine.predict(windows)
+
+    def _extract(self, plane: np.ndarray, centre) -> np.ndarray:
+        if self.padding == "reflect":
+            return self.window.extract(plane, centre, mode="symmetric")
+        return self.window.extract(plane, centre, mode="constant", constant=self._fill)
 
     # ------------------------------------------------------------------ public API
     def segment(
@@ -109,15 +137,18 @@ class Segmenter:
         centre_on_cord: bool = True,
     ) -> nib.Nifti1Image:
         """Segment GM in a 3D image; see :func:`segment_image`."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+            raise ParameterError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        threshold = float(self.metadata["threshold"]) if threshold is None else threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
+            raise ParameterError(f"threshold must be a number in [0, 1), got {threshold!r}")
+        threshold = float(threshold)
         name = source_name(image)
         img = load_image(image, name=name)
         check_geometry(img, name=name, model_spacing_mm=self.spacing_mm)
-        threshold = float(self.metadata["threshold"]) if threshold is None else float(threshold)
-        if not 0.0 <= threshold < 1.0:
-            raise ParameterError(f"threshold must be in [0, 1), got {threshold!r}")
         grid = ModelGrid(img, spacing_mm=self.spacing_mm)
-        volume, target = grid.volume, grid.shape_2d
-        n_slices = volume.shape[2]
+        raw, target = grid.volume, grid.shape_2d
+        n_slices = raw.shape[2]
 
         if cord_mask is not None:
             mask_name = source_name(cord_mask, "<in-memory cord mask>")
@@ -128,23 +159,34 @@ class Segmenter:
             centres, source = centres_from_mask(mask), "cord mask"
         else:
             centres, source = np.tile(np.asarray(target, float) / 2, (n_slices, 1)), "auto"
-
-        stacked = np.stack([self.window.extract(volume[..., z], centres[z]) for z in range(n_slices)])
-        mean, std = float(stacked.mean()), float(stacked.std())
-        if std == 0:
-            std = 1.0
-        volume = (volume - mean) / std
-
         if not centre_on_cord and cord_mask is None:
             source = "image centre"
-        probs, centres, info = self._locate(volume, centres, auto=source == "auto")
-        info["centring"] = source
-        if tta:
-            probs = self._tta(volume, centres, probs, seed=seed)
 
-        full = np.zeros(volume.shape, dtype=np.float32)
-        for z in range(n_slices):
-            self.window.paste(full[..., z], probs[z], centres[z])
+        whole = self.padding == "none" and max(target) <= self.window.size
+        if whole:  # SCT's small-FOV rule: the fully convolutional net on each whole slice
+            volume = self._standardise(raw, raw)
+            probs = self.predict_windows(np.moveaxis(volume, 2, 0))
+            info = {"localised": False, "recentred_slices": 0, "centring": "whole slice (small field of view)"}
+            if tta:
+                probs = self._tta_windows(np.moveaxis(volume, 2, 0), probs, seed=seed)
+            full = np.moveaxis(probs, 0, 2)
+            centres = np.tile(np.asarray(target, float) / 2, (n_slices, 1))
+        else:
+            volume = self._standardise(raw, self._windows(raw, centres, fill_from=raw))
+            probs, moved, info = self._locate(volume, centres, auto=source == "auto")
+            if source == "auto" and not np.array_equal(moved, centres):
+                # the statistics SCT takes over its windows come from the final, cord-centred ones
+                volume = self._standardise(raw, self._windows(raw, moved, fill_from=raw))
+                probs = self._predict_at(volume, moved)
+                info["restandardised"] = True
+            centres = moved
+            info["centring"] = source
+            if tta:
+                probs = self._tta(volume, centres, probs, seed=seed)
+            full = np.zeros(volume.shape, dtype=np.float32)
+            for z in range(n_slices):
+                self.window.paste(full[..., z], probs[z], centres[z])
+
         if threshold > 0:
             full = (full > threshold).astype(np.float32)
         back = grid.to_input(full)
@@ -156,14 +198,46 @@ class Segmenter:
             dtype = np.float32
         out = to_image_like(back, img, dtype=dtype)
         scale = np.asarray(grid.in_plane, float) / np.asarray(target, float)
+        info["padding"] = self.padding
+        info["engine"] = self.engine.name
         info["centres_model"] = [tuple(np.round(c, 1)) for c in centres]
         info["centres_las_vox"] = [tuple(np.round(c * scale - 0.5, 1)) for c in centres]
         out.extra["pedgm_segment"] = info
         return out
 
+    # ------------------------------------------------------------------ standardisation
+    def _windows(self, volume: np.ndarray, centres, *, fill_from: np.ndarray) -> np.ndarray:
+        """The windows of every slice (raw intensities), padded as :attr:`padding` says."""
+        self._fill = self._fill_value(fill_from, standardised=False)
+        return np.stack([self._extract(volume[..., z], centres[z]) for z in range(volume.shape[2])])
+
+    def _fill_value(self, raw: np.ndarray, *, standardised: bool, mean: float = 0.0, std: float = 1.0) -> float:
+        if self.padding == "background":
+            value = float(np.percentile(raw, 1.0))
+        elif self.padding == "mean":
+            value = float(raw.mean())
+        else:
+            return 0.0
+        return (value - mean) / std if standardised else value
+
+    def _standardise(self, raw: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """``raw`` standardised with the mean/std of ``windows`` (SCT's volume standardisation)."""
+        mean, std = float(windows.mean()), float(windows.std())
+        std = std if std > 0 else 1.0
+        self._fill = self._fill_value(raw, standardised=True, mean=mean, std=std)
+        return (raw - mean) / std
+
+    def _predict_at(self, volume, centres) -> np.ndarray:
+        probs = np.zeros((volume.shape[2], self.window.size, self.window.size), dtype=np.float32)
+        self._predict_slices(volume, centres, probs, range(volume.shape[2]))
+        return probs
+
     # ------------------------------------------------------------------ centring
     def _locate(self, volume, centres, *, auto: bool, max_rounds: int = 2):
-        """Predict every slice, re-centring windows on the GM found (see module docstring)."""
+        """Predict every slice, re-centring windows on the GM found (see module docstring).
+
+        Returns (probabilities, final centres, info); the input ``centres`` are not modified.
+        """
         n_slices = volume.shape[2]
         centres = np.array(centres, dtype=float)
         probs = np.zeros((n_slices, self.window.size, self.window.size), dtype=np.float32)
@@ -235,7 +309,7 @@ class Segmenter:
                 k = int(np.ceil((n - size) / stride)) + 1
                 axes.append(np.linspace(size / 2, n - size / 2, k))
         tiles_at = [np.array([r, c]) for r in axes[0] for c in axes[1]]
-        tiles = self.predict_windows(np.stack([self.window.extract(plane, c) for c in tiles_at]))
+        tiles = self.predict_windows(np.stack([self._extract(plane, c) for c in tiles_at]))
         full = np.zeros(plane.shape, dtype=np.float32)
         for centre, tile in zip(tiles_at, tiles):
             canvas = np.zeros_like(full)
@@ -248,12 +322,16 @@ class Segmenter:
         slices = [int(z) for z in slices]
         if not slices:
             return
-        windows = np.stack([self.window.extract(volume[..., z], centres[z]) for z in slices])
+        windows = np.stack([self._extract(volume[..., z], centres[z]) for z in slices])
         probs[slices] = self.predict_windows(windows)
 
     def _tta(self, volume, centres, probs, *, seed: int, passes: int = 8):
+        windows = np.stack([self._extract(volume[..., z], centres[z]) for z in range(volume.shape[2])])
+        return self._tta_windows(windows, probs, seed=seed, passes=passes)
+
+    def _tta_windows(self, windows, probs, *, seed: int, passes: int = 8):
+        """SCT's TTA: ``passes`` seeded intensity offsets U(0, 2) plus the clean pass, averaged."""
         rng = np.random.default_rng(seed)
-        windows = np.stack([self.window.extract(volume[..., z], centres[z]) for z in range(volume.shape[2])])
         total = probs.astype(np.float64)
         for offset in rng.uniform(0.0, 2.0, size=passes):
             total += self.predict_windows(windows + np.float32(offset))
@@ -270,6 +348,8 @@ def segment_image(
     seed: int = 0,
     batch_size: int = 8,
     centre_on_cord: bool = True,
+    engine: str = "auto",
+    padding: str = DEFAULT_PADDING,
 ) -> nib.Nifti1Image:
     """Segment spinal cord gray matter in a 3D NIfTI image.
 
@@ -295,6 +375,8 @@ def segment_image(
     centre_on_cord : bool, default True
         Locate the cord and centre the windows on it. False reproduces SCT's fixed centre crop
         (for comparisons); ignored when ``cord_mask`` is given.
+    engine, padding : str
+        As in :class:`Segmenter` (when ``model`` is not a Segmenter).
 
     Returns
     -------
@@ -312,7 +394,8 @@ def segment_image(
     >>> seg = segment_image("t2s.nii.gz", model="challenge")  # doctest: +SKIP
     >>> seg.to_filename("t2s_gmseg.nii.gz")  # doctest: +SKIP
     """
-    segmenter = model if isinstance(model, Segmenter) else Segmenter(model, batch_size=batch_size)
+    segmenter = model if isinstance(model, Segmenter) else Segmenter(model, batch_size=batch_size, engine=engine,
+                                                                     padding=padding)
     return segmenter.segment(
         image, cord_mask=cord_mask, threshold=threshold, tta=tta, seed=seed, centre_on_cord=centre_on_cord
     )
@@ -331,7 +414,7 @@ def segment_file(
     Keyword arguments are those of :func:`segment_image`.
     """
     output = Path(output) if output is not None else default_output_path(image)
-    check_output_path(output, overwrite=overwrite)
+    check_output_path(output, overwrite=overwrite, inputs=(image, kwargs.get("cord_mask")))
     seg = segment_image(image, **kwargs)
     dtype = np.uint8 if seg.get_data_dtype() == np.uint8 else np.float32
     return save_like(np.asanyarray(seg.dataobj), seg, output, overwrite=overwrite, dtype=dtype)

@@ -1,0 +1,36 @@
+"""Gray-matter segmentation with SCT's deepseg_gm weights (or any trained variant).
+
+- :class:`Segmenter`, :func:`segment_image`, :func:`segment_file` -- one scan
+  (:mod:`pedgm_kit.segment._segmenter`: SCT's pipeline with cord-centred windows);
+- :func:`segment_files`, :func:`segment_bids` -- a cohort with one loaded model
+  (:mod:`pedgm_kit.segment.cohort`);
+- :mod:`pedgm_kit.segment.engines` -- Keras, XLA or ONNX Runtime under the same weights.
+"""
+
+from ..geometry import ModelGrid, centres_from_mask
+from ._segmenter import (
+    DEFAULT_PADDING,
+    PADDINGS,
+    SegmentationWarning,
+    Segmenter,
+    segment_file,
+    segment_image,
+)
+from .cohort import SUMMARY_COLUMNS, find_images, segment_bids, segment_files
+from .engines import ENGINES
+
+__all__ = [
+    "DEFAULT_PADDING",
+    "ENGINES",
+    "PADDINGS",
+    "SUMMARY_COLUMNS",
+    "ModelGrid",
+    "SegmentationWarning",
+    "Segmenter",
+    "centres_from_mask",
+    "find_images",
+    "segment_bids",
+    "segment_file",
+    "segment_files",
+    "segment_image",
+]
