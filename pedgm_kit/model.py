@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_METADATA",
     "GlobalContext",
     "build_model",
+    "dice_bce_loss",
     "dice_coefficient",
     "dice_loss",
     "export_onnx",
@@ -138,6 +139,16 @@ def dice_coefficient(y_true, y_pred, smooth: float = 1.0):
 def dice_loss(y_true, y_pred):
     """Negative soft Dice, the original training loss."""
     return -dice_coefficient(y_true, y_pred)
+
+
+def dice_bce_loss(y_true, y_pred):
+    """Negative soft Dice plus binary cross-entropy (mean over pixels).
+
+    Dice alone gives almost no gradient where a pretrained network's sigmoid is saturated on the
+    wrong side (a new contrast); the cross-entropy term does.
+    """
+    bce = ops.mean(keras.losses.binary_crossentropy(ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")))
+    return -dice_coefficient(y_true, y_pred) + bce
 
 
 # --------------------------------------------------------------------------------------------- weights

@@ -398,7 +398,7 @@ def test_review_log_atomic_and_keeps_columns(tmp_path, monkeypatch):
     monkeypatch.undo()
     log.mark("b", "needs correction", note="left horn")
     assert ReviewLog(path).status("b") == "needs correction"
-    with pytest.raises(ParameterError, match="status must be one of needs review, accepted, needs correction; got 'ok'"):
+    with pytest.raises(ParameterError, match="status must be one of needs review, accepted, needs correction, corrected; got 'ok'"):
         log.mark("a", "ok")
 
 

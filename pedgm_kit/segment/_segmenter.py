@@ -56,6 +56,43 @@ class SegmentationWarning(UserWarning):
 
 _PROBE_SLICES = 8  # slices around the middle predicted first, to tell whether the cord is off centre
 
+#: Median GM area per slice (mm²) of the labelled sample scans' manual masks (8 adult scans of the
+#: SCGM challenge and SCT's t2s: per-scan medians 12.7-16.3 mm²): the size the weights expect.
+REFERENCE_GM_AREA_MM2 = 15.25
+#: Cord scales closer to 1 than this are left alone (adults vary by about +-10% in linear size).
+SCALE_TOLERANCE = 0.12
+_SCALE_RANGE = (0.4, 1.6)
+
+
+def check_cord_scale(value) -> float | str | None:
+    """``None``/``""``/``1`` (off), ``"auto"``, or a linear cord size relative to an adult cord."""
+    if value in (None, "", "none"):
+        return None
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _SCALE_RANGE[0] <= value <= _SCALE_RANGE[1]:
+        raise ParameterError(f"cord_scale must be 'auto', '' or a number in {_SCALE_RANGE[0]}-{_SCALE_RANGE[1]}; got {value!r}")
+    return float(value)
+
+
+def median_gm_area_mm2(mask: nib.Nifti1Image) -> float | None:
+    """Median GM area (mm²) over the slices of a mask that hold GM (along its slice axis), or None."""
+    from ..geometry import slice_axis
+
+    data = np.asanyarray(mask.dataobj) > 0.5
+    axis = slice_axis(mask.affine)
+    voxel = nib.affines.voxel_sizes(mask.affine)
+    area = np.count_nonzero(data, axis=tuple(k for k in range(3) if k != axis)) * float(
+        np.prod([voxel[k] for k in range(3) if k != axis]))
+    area = area[area > 0]
+    return float(np.median(area)) if area.size else None
+
+
+def estimate_cord_scale(gm_area_mm2: float) -> float:
+    """Linear size of a cord relative to the adult reference, from its median GM area per slice."""
+    return float(np.clip(np.sqrt(gm_area_mm2 / REFERENCE_GM_AREA_MM2), *_SCALE_RANGE))
+
+
 #: How the window is filled where it leaves a small field of view (see :class:`Segmenter`).
 PADDINGS = ("reflect", "mean", "background", "none")
 DEFAULT_PADDING = "reflect"
@@ -135,6 +172,7 @@ class Segmenter:
         tta: bool = False,
         seed: int = 0,
         centre_on_cord: bool = True,
+        cord_scale: float | str | None = None,
     ) -> nib.Nifti1Image:
         """Segment GM in a 3D image; see :func:`segment_image`."""
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
@@ -143,19 +181,40 @@ class Segmenter:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
             raise ParameterError(f"threshold must be a number in [0, 1), got {threshold!r}")
         threshold = float(threshold)
+        scale = check_cord_scale(cord_scale)
         name = source_name(image)
         img = load_image(image, name=name)
         check_geometry(img, name=name, model_spacing_mm=self.spacing_mm)
-        grid = ModelGrid(img, spacing_mm=self.spacing_mm)
-        raw, target = grid.volume, grid.shape_2d
-        n_slices = raw.shape[2]
-
+        mask_data = None
         if cord_mask is not None:
             mask_name = source_name(cord_mask, "<in-memory cord mask>")
             mask_img = load_image(cord_mask, what="cord mask", allow_constant=True, name=mask_name)
             check_same_grid(img, mask_img, what="cord mask", image_name=name, other_name=mask_name)
             mask_data = check_binary(np.asanyarray(mask_img.dataobj), name=mask_name, what="cord mask")
-            mask = grid.mask(mask_data.astype(np.float32))
+        run = functools.partial(self._segment, img, mask_data, threshold=threshold, tta=tta, seed=seed,
+                                centre_on_cord=centre_on_cord)
+        if scale == "auto":
+            first = run(self.spacing_mm)
+            area = median_gm_area_mm2(first)
+            scale = 1.0 if area is None else estimate_cord_scale(area)
+            if abs(scale - 1.0) < SCALE_TOLERANCE:
+                first.extra["pedgm_segment"].update(cord_scale=1.0, gm_area_first_pass_mm2=area)
+                return first
+            out = run(self.spacing_mm * scale)
+            out.extra["pedgm_segment"].update(cord_scale=scale, gm_area_first_pass_mm2=area)
+            return out
+        out = run(self.spacing_mm * (scale or 1.0))
+        out.extra["pedgm_segment"]["cord_scale"] = scale or 1.0
+        return out
+
+    def _segment(self, img, cord_mask, spacing_mm: float, *, threshold: float, tta: bool, seed: int,
+                 centre_on_cord: bool) -> nib.Nifti1Image:
+        """One segmentation on a model grid of ``spacing_mm`` (the model's, or scaled to the cord)."""
+        grid = ModelGrid(img, spacing_mm=spacing_mm)
+        raw, target = grid.volume, grid.shape_2d
+        n_slices = raw.shape[2]
+        if cord_mask is not None:
+            mask = grid.mask(cord_mask.astype(np.float32))
             centres, source = centres_from_mask(mask), "cord mask"
         else:
             centres, source = np.tile(np.asarray(target, float) / 2, (n_slices, 1)), "auto"
@@ -198,6 +257,7 @@ class Segmenter:
             dtype = np.float32
         out = to_image_like(back, img, dtype=dtype)
         scale = np.asarray(grid.in_plane, float) / np.asarray(target, float)
+        info["model_spacing_mm"] = spacing_mm
         info["padding"] = self.padding
         info["engine"] = self.engine.name
         info["centres_model"] = [tuple(np.round(c, 1)) for c in centres]
@@ -350,6 +410,7 @@ def segment_image(
     centre_on_cord: bool = True,
     engine: str = "auto",
     padding: str = DEFAULT_PADDING,
+    cord_scale: float | str | None = None,
 ) -> nib.Nifti1Image:
     """Segment spinal cord gray matter in a 3D NIfTI image.
 
@@ -377,6 +438,13 @@ def segment_image(
         (for comparisons); ignored when ``cord_mask`` is given.
     engine, padding : str
         As in :class:`Segmenter` (when ``model`` is not a Segmenter).
+    cord_scale : "auto", float or None
+        Size normalisation for cords of another size than the adult ones the weights were trained on
+        (children): the image is resampled so the cord has the adult size before the network sees
+        it, and the mask mapped back to the input grid exactly. ``"auto"`` estimates the cord's
+        linear size from a first pass (median GM area per slice against
+        :data:`REFERENCE_GM_AREA_MM2`) and acts only when it is more than 12% off; a number gives
+        it (0.7: the cord is 70% of an adult's). None: no normalisation.
 
     Returns
     -------
@@ -397,7 +465,8 @@ def segment_image(
     segmenter = model if isinstance(model, Segmenter) else Segmenter(model, batch_size=batch_size, engine=engine,
                                                                      padding=padding)
     return segmenter.segment(
-        image, cord_mask=cord_mask, threshold=threshold, tta=tta, seed=seed, centre_on_cord=centre_on_cord
+        image, cord_mask=cord_mask, threshold=threshold, tta=tta, seed=seed, centre_on_cord=centre_on_cord,
+        cord_scale=cord_scale,
     )
 
 

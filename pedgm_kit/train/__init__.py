@@ -16,13 +16,25 @@ parameters from a seeded NumPy generator and apply :func:`pedgm_kit.augment.appl
 An interrupted run restarts from its last completed epoch (``keras.callbacks.BackupAndRestore``).
 """
 
-from .config import VARIANTS, TrainConfig
+from .config import ADAPTED_VARIANT, RECIPES, VARIANTS, TrainConfig
 from .data import load_arrays, make_dataset
-from .loop import train_variant
-from .records import early_stop_epoch, hard_dice, load_summary, plot_learning_curve
+from .loop import adapt_batchnorm, build_for_training, set_determinism, train_variant
+from .records import (
+    dice_scores,
+    early_stop_epoch,
+    hard_dice,
+    load_summary,
+    plot_learning_curve,
+)
 
 __all__ = [
+    "ADAPTED_VARIANT",
+    "RECIPES",
     "VARIANTS",
+    "adapt_batchnorm",
+    "build_for_training",
+    "dice_scores",
+    "set_determinism",
     "TrainConfig",
     "early_stop_epoch",
     "hard_dice",

@@ -1,18 +1,36 @@
-"""What a training run is: the four variants and :class:`TrainConfig`."""
+"""What a training run is: the variants and :class:`TrainConfig`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..exceptions import ParameterError
 
-__all__ = ["VARIANTS", "TrainConfig"]
+__all__ = ["ADAPTED_VARIANT", "RECIPES", "VARIANTS", "TrainConfig"]
 
-VARIANTS = {
-    "pretrained_aug": (True, True),
-    "pretrained_noaug": (True, False),
-    "scratch_aug": (False, True),
-    "scratch_noaug": (False, False),
+#: The original study's four variants: name -> the :class:`TrainConfig` settings that make it.
+VARIANTS: dict[str, dict] = {
+    "pretrained_aug": {"pretrained": True, "augment": True},
+    "pretrained_noaug": {"pretrained": True, "augment": False},
+    "scratch_aug": {"pretrained": False, "augment": True},
+    "scratch_noaug": {"pretrained": False, "augment": False},
+}
+
+#: Fine-tuning recipes compared under a simulated domain shift (``benchmarks/adapt_recipes.py``):
+#: name -> settings. ``original`` is the study's (Dice loss from the pretrained weights).
+RECIPES: dict[str, dict] = {
+    "original": {"loss": "dice", "adabn": False, "reinit_head": False, "warmup_epochs": 0},
+    "dice_bce": {"loss": "dice_bce", "adabn": False, "reinit_head": False, "warmup_epochs": 0},
+    "adabn": {"loss": "dice", "adabn": True, "reinit_head": False, "warmup_epochs": 0},
+    "adabn_dice_bce": {"loss": "dice_bce", "adabn": True, "reinit_head": False, "warmup_epochs": 0},
+    "adabn_dice_bce_head": {"loss": "dice_bce", "adabn": True, "reinit_head": True, "warmup_epochs": 0},
+    "adabn_dice_bce_warmup": {"loss": "dice_bce", "adabn": True, "reinit_head": False, "warmup_epochs": 2},
+}
+
+#: The fifth variant: the pretrained network fine-tuned with the recipe that adapted best
+#: (AdaBN + Dice and binary cross-entropy, see the README); switched off with ``adapted_variant: false``.
+ADAPTED_VARIANT: dict[str, dict] = {
+    "pretrained_adapted": {"pretrained": True, "augment": False, **RECIPES["adabn_dice_bce"]},
 }
 
 
@@ -37,12 +55,29 @@ class TrainConfig:
     freeze : {"none", "early"}
         "early" freezes the first two blocks (conv2d_1-2 and the dilation-2 convolutions).
     seed : int
+        Seed of weights, shuffling, augmentation and the person subset.
     sweep : bool
         Epoch sweep ("identify epochs"): train all ``epochs`` without early stopping.
     max_slices : int
         Use at most this many slices per split (0 = all; smoke runs).
+    train_persons : int
+        Train on the slices of this many training persons only (0 = all): a seeded subset, nested
+        (the persons of a smaller subset are always in the larger ones) -- the data-efficiency curve.
     mixed_precision : bool
         float16 compute, float32 weights and output.
+    loss : {"dice", "dice_bce"}
+        The study's soft Dice loss, or Dice plus binary cross-entropy (whose gradient does not vanish
+        when a pretrained network's sigmoid outputs are saturated on the wrong side).
+    adabn : bool
+        Re-estimate every BatchNorm layer's statistics on the training slices before training
+        (AdaBN: the network's normalisation moves to the new domain before any weight does).
+    reinit_head : bool
+        Re-initialise the last (``predictions``) layer before fine-tuning.
+    warmup_epochs : int
+        Linear learning-rate warm-up over this many epochs (0: none).
+    deterministic : bool
+        Identical results for the same seed (TensorFlow op determinism, seeded pipelines); costs
+        some speed (``benchmarks/bench_train.py``). False for the backend's fastest kernels.
     """
 
     pretrained: bool = True
@@ -57,7 +92,13 @@ class TrainConfig:
     seed: int = 0
     sweep: bool = False
     max_slices: int = 0
+    train_persons: int = 0
     mixed_precision: bool = False
+    loss: str = "dice"
+    adabn: bool = False
+    reinit_head: bool = False
+    warmup_epochs: int = 0
+    deterministic: bool = True
     augmentation: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -65,11 +106,27 @@ class TrainConfig:
             "epochs": self.epochs >= 1, "patience": self.patience >= 0, "min_delta": self.min_delta >= 0,
             "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
             "freeze": self.freeze in ("none", "early"), "max_slices": self.max_slices >= 0,
+            "train_persons": self.train_persons >= 0, "loss": self.loss in ("dice", "dice_bce"),
+            "warmup_epochs": 0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
+            "seed": 0 <= self.seed < 2**32,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ParameterError("invalid training parameters: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+        if (self.adabn or self.reinit_head) and not self.pretrained:
+            raise ParameterError("adabn and reinit_head adapt pretrained weights: set pretrained=True")
 
     @property
     def variant(self) -> str:
-        return f"{'pretrained' if self.pretrained else 'scratch'}_{'aug' if self.augment else 'noaug'}"
+        """The variant's name: one of :data:`VARIANTS` or :data:`ADAPTED_VARIANT`, else base and recipe."""
+        for name, settings in {**VARIANTS, **ADAPTED_VARIANT}.items():
+            if all(getattr(self, k) == v for k, v in {**RECIPES["original"], **settings}.items()):
+                return name
+        base = f"{'pretrained' if self.pretrained else 'scratch'}_{'aug' if self.augment else 'noaug'}"
+        settings = {k: getattr(self, k) for k in RECIPES["original"]}
+        return f"{base}_{next((n for n, r in RECIPES.items() if r == settings), 'custom')}"
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Field names (what notebook 04 and ``pedgm train`` may set)."""
+        return [f.name for f in fields(cls)]

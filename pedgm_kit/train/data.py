@@ -10,16 +10,25 @@ import numpy as np
 from .._backend import keras
 from ..augment import AugmentConfig, apply_augmentation, sample_params
 from ..data_creation import load_split
-from ..exceptions import DimensionError, ImageContentError, InputFileError
+from ..exceptions import (
+    DimensionError,
+    ImageContentError,
+    InputFileError,
+    ParameterError,
+)
 from ..io import check_binary
 
 __all__ = ["load_arrays", "make_dataset"]
 
 
-def load_arrays(data_dir: str | os.PathLike, split: str, *, max_slices: int = 0, seed: int = 0):
+def load_arrays(data_dir: str | os.PathLike, split: str, *, max_slices: int = 0, seed: int = 0, persons: int = 0,
+                with_persons: bool = False):
     """(images (N, h, w, 1) float32, masks (N, h, w, 1) float32) of ``<data_dir>/<split>.npz``.
 
-    With ``max_slices``, a seeded subset that keeps the GM slices first (smoke runs).
+    With ``persons``, only the slices of that many persons: the first ``persons`` of a seeded
+    permutation of the split's persons (so smaller subsets are nested in larger ones). With
+    ``max_slices``, a seeded subset that keeps the GM slices first (smoke runs). With
+    ``with_persons``, the person ids used are returned as a third item.
     """
     path = Path(data_dir) / f"{split}.npz"
     if not path.is_file():
@@ -35,13 +44,23 @@ def load_arrays(data_dir: str | os.PathLike, split: str, *, max_slices: int = 0,
         bad = images.size if images.dtype.kind not in "fiu" else int(np.count_nonzero(~np.isfinite(images)))
         raise ImageContentError(f"{path}: {bad} image values are NaN, infinite or not numbers; rebuild the split (notebook 02)")
     check_binary(masks, name=str(path), what="masks")
+    ids = arrays.get("person_id", np.full(len(images), "all")).astype(str)
+    used = sorted(set(ids.tolist()))
+    if persons:
+        order = list(np.random.default_rng([seed, 7]).permutation(used))
+        if persons > len(order):
+            raise ParameterError(f"{path}: train_persons={persons} but the split holds {len(order)} person(s)")
+        used = sorted(order[:persons])
+        keep = np.isin(ids, used)
+        images, masks = images[keep], masks[keep]
     if max_slices and len(images) > max_slices:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(images))
         order = order[np.argsort(~masks[order].any(axis=(1, 2)), kind="stable")]
         keep = np.sort(order[:max_slices])
         images, masks = images[keep], masks[keep]
-    return images[..., None].astype(np.float32), masks[..., None].astype(np.float32)
+    out = images[..., None].astype(np.float32), masks[..., None].astype(np.float32)
+    return (*out, used) if with_persons else out
 
 
 class _NumpyBatches(keras.utils.PyDataset):

@@ -15,27 +15,34 @@ from .._utils import atomic_path
 from ..io import write_json
 from ..model import dice_coefficient, save_legacy_weights
 
-__all__ = ["early_stop_epoch", "hard_dice", "load_summary", "plot_learning_curve"]
+__all__ = ["dice_scores", "early_stop_epoch", "hard_dice", "load_summary", "plot_learning_curve"]
 
 
 def hard_dice(model, images, masks, *, threshold: float = 0.999, batch_size: int = 8) -> float:
     """Dice of thresholded predictions over all given slices (SCT's threshold by default)."""
-    tp = fp = fn = 0
-    for start in range(0, len(images), batch_size):
-        pred = np.asarray(model.predict_on_batch(images[start : start + batch_size])) > threshold
-        truth = masks[start : start + batch_size] > 0.5
-        tp += np.count_nonzero(pred & truth)
-        fp += np.count_nonzero(pred & ~truth)
-        fn += np.count_nonzero(~pred & truth)
-    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+    return dice_scores(model, images, masks, thresholds=(threshold,), batch_size=batch_size)[f"hard_{threshold:g}"]
 
 
-def _soft_dice(model, images, masks, batch_size: int = 8) -> float:
-    values = []
+def dice_scores(model, images, masks, *, thresholds=(0.5, 0.999), batch_size: int = 8) -> dict[str, float]:
+    """Dice of one prediction pass: ``soft`` (the training metric: mean over batches of the soft Dice)
+    and ``hard_<t>`` (Dice of predictions > t over all slices) for every threshold."""
+    counts = {t: [0, 0, 0] for t in thresholds}
+    soft = []
     for start in range(0, len(images), batch_size):
-        pred = model.predict_on_batch(images[start : start + batch_size])
-        values.append(float(dice_coefficient(masks[start : start + batch_size], pred)))
-    return float(np.mean(values))
+        pred = np.asarray(model.predict_on_batch(images[start : start + batch_size]))
+        truth_b = masks[start : start + batch_size]
+        soft.append(float(dice_coefficient(truth_b, pred)))
+        truth = truth_b > 0.5
+        for t in thresholds:
+            p = pred > t
+            c = counts[t]
+            c[0] += np.count_nonzero(p & truth)
+            c[1] += np.count_nonzero(p & ~truth)
+            c[2] += np.count_nonzero(~p & truth)
+    out = {"soft": float(np.mean(soft)) if soft else float("nan")}
+    for t, (tp, fp, fn) in counts.items():
+        out[f"hard_{t:g}"] = 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+    return out
 
 
 def early_stop_epoch(val_dice, *, min_delta: float = 0.001, patience: int = 5) -> tuple[int, int]:
@@ -95,9 +102,17 @@ class _Recorder(keras.callbacks.Callback):
         self.train_seconds = 0.0  # time inside training steps only (no validation, no callbacks)
         self.train_batches = 0  # steps timed: every step but the first of this process
         self.first_step_seconds = None  # the first step traces (compiles) the train function
+        self.validation_seconds = 0.0
+        self.epoch_seconds: list[float] = []  # wall time per epoch (kept out of history.csv: it is not deterministic)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.validation_seconds += time.perf_counter() - self.test_start
 
     def on_train_batch_begin(self, batch, logs=None):
         self.batch_start = time.perf_counter()
@@ -111,9 +126,10 @@ class _Recorder(keras.callbacks.Callback):
         self.train_batches += 1
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.epoch_start
+        self.epoch_seconds.append(time.perf_counter() - self.epoch_start)
         row = {"epoch": float(epoch + 1), "loss": float(logs["loss"]), "dice": float(logs["dice"]),
-               "val_loss": float(logs["val_loss"]), "val_dice": float(logs["val_dice"]), "seconds": seconds}
+               "val_loss": float(logs["val_loss"]), "val_dice": float(logs["val_dice"]),
+               "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))}
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         _write_csv(self.rows, self.folder / "history.csv")
         if row["val_dice"] > self.best + self.min_delta or self.best_epoch is None:

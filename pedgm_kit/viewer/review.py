@@ -14,7 +14,7 @@ from ..exceptions import InputFileError, ParameterError
 
 __all__ = ["REVIEW_STATUSES", "ReviewLog"]
 
-REVIEW_STATUSES: tuple[str, ...] = ("needs review", "accepted", "needs correction")
+REVIEW_STATUSES: tuple[str, ...] = ("needs review", "accepted", "needs correction", "corrected")
 """Allowed values of the ``status`` column of a :class:`ReviewLog`."""
 
 
