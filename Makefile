@@ -2,12 +2,14 @@
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
+KERNEL := $(VENV)/share/jupyter/kernels/pedgm/kernel.json
 # PyTorch only backs MONAI's metric cross-checks in the tests; the CPU build (a local wheel on CI machines).
 # Elsewhere e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
 TORCH ?= torch==2.13.0
+LAB_PORT ?= 8888
 export PEDGM_DATA_MIRROR ?= $(abspath ../shared/pedgm-data)
 
-.PHONY: venv demo segment-demo test bench clean
+.PHONY: venv kernel lab demo demo-cv segment-demo test bench clean
 
 $(BIN)/pedgm: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run with PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -16,6 +18,9 @@ $(BIN)/pedgm: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+$(KERNEL): $(BIN)/pedgm
+	$(BIN)/python -m ipykernel install --sys-prefix --name pedgm --display-name "pedgm (.venv)"
+
 $(VENV)/.crosscheck: $(BIN)/pedgm
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev,crosscheck]'
@@ -23,10 +28,20 @@ $(VENV)/.crosscheck: $(BIN)/pedgm
 
 venv: $(BIN)/pedgm
 
+kernel: $(KERNEL)
+
+lab: venv $(KERNEL)
+	@echo "JupyterLab on notebooks/: run 01 -> 05 in order (each 'Run All'); outputs go to outputs/notebooks/"
+	cd notebooks && ../$(BIN)/jupyter lab --ServerApp.port=$(LAB_PORT) --LabApp.news_url=None \
+		--MappingKernelManager.default_kernel_name=pedgm
+
 demo: venv
 	$(BIN)/pedgm run --params parameters/demo.yaml
 
-test: venv $(VENV)/.crosscheck
+demo-cv: venv
+	$(BIN)/pedgm run --params parameters/demo_cv.yaml
+
+test: venv $(KERNEL) $(VENV)/.crosscheck
 	$(BIN)/python -m pytest -q
 	$(BIN)/python -m pytest -q --nbval tests/golden --nbval-sanitize-with tests/golden/sanitize.cfg
 

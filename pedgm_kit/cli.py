@@ -76,8 +76,10 @@ def get_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train the transfer-learning variants (notebook 04 through papermill)")
     tr.add_argument("--params", required=True, help="YAML parameter file (its 'train' section), e.g. parameters/demo.yaml")
     which = tr.add_mutually_exclusive_group(required=True)
-    which.add_argument("--variant", help="pretrained_aug, pretrained_noaug, scratch_aug or scratch_noaug")
-    which.add_argument("--all", action="store_true", help="all four variants, one after the other")
+    which.add_argument("--variant", help="pretrained_aug, pretrained_noaug, scratch_aug, scratch_noaug or pretrained_adapted")
+    which.add_argument("--all", action="store_true", help="every run of the plan (all folds, variants and subsets)")
+    which.add_argument("--task", type=int, help="one run of the plan by its number (a SLURM array task)")
+    tr.add_argument("--fold", type=int, help="only this cross-validation fold (with --variant or --all)")
     tr.add_argument("--output-dir", help="run folder (default: the parameter file's output_dir)")
 
     rn = sub.add_parser("run", help="run notebooks 01-05 (four variants) on a parameter file; index.html report")
@@ -86,10 +88,10 @@ def get_parser() -> argparse.ArgumentParser:
     rn.add_argument("--run-id", help="run folder name (default: run-<timestamp>, never reused)")
     rn.add_argument("--overwrite", action="store_true", help="reuse an existing --run-id folder")
 
-    sl = sub.add_parser("slurm", help="write a SLURM job-array script (one task per variant)")
+    sl = sub.add_parser("slurm", help="write a SLURM job-array script (one task per training run: fold x variant)")
     sl.add_argument("--params", required=True, help="YAML parameter file passed on to pedgm train")
     sl.add_argument("--out", required=True, help="script to write, e.g. job.sbatch")
-    sl.add_argument("--variants", nargs="+", help="variants (default: all four)")
+    sl.add_argument("--variants", nargs="+", help="only these variants (default: every run of the plan)")
     sl.add_argument("--gpus", type=int, default=1, help="GPUs per task (default 1)")
     sl.add_argument("--time", default="04:00:00", help="time limit per task (default 04:00:00)")
     sl.add_argument("--mem", default="32G", help="memory per task (default 32G)")
@@ -206,8 +208,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_train(args) -> int:
     from .runner import train_variants
 
-    for notebook in train_variants(args.params, variant=args.variant, all_variants=args.all,
-                                   output_dir=args.output_dir):
+    for notebook in train_variants(args.params, variant=args.variant, all_variants=args.all, fold=args.fold,
+                                   task=args.task, output_dir=args.output_dir):
         print(notebook)
     return 0
 

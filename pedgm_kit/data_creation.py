@@ -32,10 +32,13 @@ __all__ = [
     "ARRAY_KEYS",
     "build_split_arrays",
     "file_record",
+    "fold_data_dir",
     "load_split",
     "read_manifest",
     "save_npz",
+    "verify_arrays",
     "verify_split",
+    "write_arrays",
     "write_manifest",
 ]
 
@@ -99,6 +102,33 @@ def build_split_arrays(
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
+def write_arrays(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]], *, root: str | os.PathLike,
+                 data_dir: str | os.PathLike, keep_empty_slices: bool = True) -> dict[str, dict]:
+    """Build and save ``<data_dir>/<split>.npz`` for every split; returns the counts per split.
+
+    Counts: scans, persons, slices and slices with GM.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    for name, ids in splits.items():
+        arrays = build_split_arrays(frame, ids, root=root, keep_empty_slices=keep_empty_slices)
+        save_npz(arrays, data_dir / f"{name}.npz")
+        counts[name] = {"scans": len(ids), "persons": len(set(arrays["person_id"].tolist())),
+                        "slices": int(len(arrays["images"])), "gm_slices": int(arrays["masks"].any(axis=(1, 2)).sum())}
+    return counts
+
+
+def verify_arrays(data_dir: str | os.PathLike, splits, frame: pd.DataFrame, *, root: str | os.PathLike,
+                  counts: Mapping[str, Mapping]) -> dict[str, int]:
+    """:func:`verify_split` for every split of a data folder; checks every slice was compared."""
+    checked = {name: verify_split(Path(data_dir) / f"{name}.npz", frame, root=root) for name in splits}
+    expected = {name: c["slices"] for name, c in counts.items()}
+    if checked != expected:
+        raise PedgmError(f"{data_dir}: checked {checked} slices but the arrays hold {expected}")
+    return checked
+
+
 def save_npz(arrays: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path:
     """``np.savez_compressed`` to a temporary file beside ``path``, then rename into place."""
     with atomic_path(path) as tmp:
@@ -150,6 +180,7 @@ def write_manifest(
     preprocessed_dir: str | os.PathLike,
     parameters: Mapping,
     folds: Sequence[Mapping[str, Sequence[str]]] | None = None,
+    fold_counts: Sequence[Mapping] | None = None,
 ) -> Path:
     """Write notebook 02's ``manifest.json``: the split(s), counts and the sha256 of every file used.
 
@@ -170,7 +201,10 @@ def write_manifest(
     parameters : mapping
         Notebook parameters to record.
     folds : sequence of mappings, optional
-        Cross-validation folds (``{"train", "val", "test"}`` each); ``splits`` is then the first.
+        Cross-validation folds (``{"train", "val", "test"}`` each), their arrays in
+        ``<data_dir>/fold-<k>/``; ``splits`` is then the first.
+    fold_counts : sequence of mappings, optional
+        The counts of every fold.
 
     Returns
     -------
@@ -183,8 +217,9 @@ def write_manifest(
         "splits": {name: list(ids) for name, ids in splits.items()},
         "folds": [{name: list(ids) for name, ids in fold.items()} for fold in folds] if folds else None,
         "counts": dict(counts),
+        "fold_counts": [dict(c) for c in fold_counts] if fold_counts else None,
         "data_dir": str(data_dir),
-        "arrays": {name: file_record(data_dir / f"{name}.npz") for name in splits if (data_dir / f"{name}.npz").is_file()},
+        "arrays": {str(p.relative_to(data_dir)): file_record(p) for p in sorted(data_dir.rglob("*.npz"))},
         "preprocessed": [file_record(pre / p) for p in list(frame["image"]) + list(frame["gm_mask"].dropna())],
         "sources": [file_record(p) for p in list(frame["source_image"]) + list(frame["source_gm_mask"].dropna())],
     }
@@ -218,4 +253,12 @@ def read_manifest(path: str | os.PathLike) -> dict:
     if not isinstance(splits, dict) or not isinstance(splits.get("test"), list):
         raise InputFileError(f"Split manifest '{path}' has no 'splits' with a 'test' list of scan ids")
     manifest.setdefault("folds", None)
+    folds = manifest["folds"]
+    if folds is not None and (not isinstance(folds, list) or not all(isinstance(f, dict) and "test" in f for f in folds)):
+        raise InputFileError(f"Split manifest '{path}': 'folds' must be a list of splits with a 'test' list each")
     return manifest
+
+
+def fold_data_dir(data_dir: str | os.PathLike, fold: int) -> Path:
+    """Where notebook 02 writes the arrays of cross-validation fold ``fold`` (1-based)."""
+    return Path(data_dir) / f"fold-{int(fold)}"

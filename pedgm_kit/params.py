@@ -33,13 +33,14 @@ __all__ = ["NOTEBOOKS", "RULES", "SECTIONS", "Parameter", "check_section", "load
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
-#: Parameter-file section -> notebook.
+#: Parameter-file section -> notebook (``pipeline`` is the runner's own section, :data:`PIPELINE`).
 SECTIONS: dict[str, str] = {
     "preprocess": "01_preprocess.ipynb",
     "data": "02_data_creation.ipynb",
     "augment": "03_augment.ipynb",
     "train": "04_train.ipynb",
     "evaluate": "05_evaluate.ipynb",
+    "pipeline": "",
 }
 
 
@@ -101,6 +102,27 @@ RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
 }
 
 
+def _shift_ok(v) -> bool:
+    from .shift import parse_shift
+
+    try:
+        parse_shift(v)
+    except Exception:  # noqa: BLE001 - any failure means "not a valid shift"
+        return False
+    return True
+
+
+RULES.update({
+    "shift": ("'', 'invert' or 'scale:<factor>' (factor 0.3-2, not 1)", _shift_ok),
+    "cord_scale": ("'' or 'auto'", lambda v: v in ("", "auto")),
+    "cv_folds": ("0 (one split) or an integer >= 2", lambda v: v == 0 or v >= 2),
+    "val_fraction": ("a number in (0, 1)", _fraction),
+    "train_persons": ("an integer >= 0 (0 = all)", _non_negative),
+    "loss": ("'dice' or 'dice_bce'", lambda v: v in ("dice", "dice_bce")),
+    "warmup_epochs": ("an integer >= 0", _non_negative),
+})
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One notebook parameter: its name, default (from the notebook) and the comment beside it."""
@@ -108,6 +130,7 @@ class Parameter:
     name: str
     default: Any
     comment: str
+    rule: tuple[str, Callable[[Any], bool]] | None = None
 
     def problem(self, value) -> str | None:
         """Why ``value`` is not acceptable for this parameter, or None."""
@@ -116,7 +139,7 @@ class Parameter:
             return f"must be {expected}, got {_describe(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"must be a finite number, got {value!r}"
-        rule = RULES.get(self.name)
+        rule = self.rule or RULES.get(self.name)
         if rule is not None:
             text, ok = rule
             try:
@@ -141,7 +164,7 @@ def _same_kind(value, default) -> bool:
         if not isinstance(value, list):
             return False
         kinds = {type(x) for x in default}
-        return all(_same_kind(x, default[0]) for x in value) if len(kinds) == 1 else True
+        return all(_same_kind(x, default[0]) for x in value) if len(kinds) == 1 else True  # [] : any items
     if isinstance(default, dict):
         return isinstance(value, dict)
     return True  # None: anything
@@ -196,9 +219,37 @@ def notebook_parameters(notebook: str) -> dict[str, Parameter]:
     return out
 
 
+def _variant_names(v) -> bool:
+    from .train.config import ADAPTED_VARIANT, VARIANTS
+
+    return all(isinstance(x, str) and x in {**VARIANTS, **ADAPTED_VARIANT} for x in v) and len(set(v)) == len(v)
+
+
+def _persons_list(v) -> bool:
+    return all((isinstance(x, int) and not isinstance(x, bool) and x >= 1) or x == "all" for x in v) and len(v) > 0
+
+
+#: The ``pipeline`` section: what ``pedgm run`` trains (:mod:`pedgm_kit.runner`).
+PIPELINE: dict[str, Parameter] = {}
+
+
+def _pipeline_parameters() -> dict[str, Parameter]:
+    if not PIPELINE:
+        names = ("a list of variant names, each once", _variant_names)
+        for name, default, comment, rule in (
+            ("variants", ["pretrained_aug"], "training variants (default the original four)", names),
+            ("adapted_variant", True, "also train pretrained_adapted (AdaBN + Dice/BCE)", None),
+            ("train_persons", [], "data-efficiency curve: training-person counts, e.g. [1, 2, 4, all]",
+             ("a list of person counts (integers >= 1) and/or 'all'", _persons_list)),
+            ("curve_variants", ["pretrained_noaug"], "variants of the data-efficiency curve", names),
+        ):
+            PIPELINE[name] = Parameter(name, default, comment, rule)
+    return PIPELINE
+
+
 def check_section(section: str, values: Mapping[str, Any], *, where: str) -> list[str]:
     """Problems of one section's values (unknown keys with the nearest valid name, bad values)."""
-    known = notebook_parameters(SECTIONS[section])
+    known = _pipeline_parameters() if section == "pipeline" else notebook_parameters(SECTIONS[section])
     problems = []
     for key, value in values.items():
         if key not in known:

@@ -36,8 +36,15 @@ from .io import (
     open_nifti,
     read_data,
     save_like,
+    to_image_like,
 )
 from .segment import Segmenter, segment_file
+from .segment._segmenter import (
+    SCALE_TOLERANCE,
+    check_cord_scale,
+    estimate_cord_scale,
+    median_gm_area_mm2,
+)
 
 __all__ = [
     "Preprocessed",
@@ -92,6 +99,7 @@ def preprocess_scan(
     size: int = 200,
     segmenter: Segmenter | None = None,
     max_spread_mm: float = 10.0,
+    cord_scale: float | str | None = None,
 ) -> Preprocessed:
     """Resample a scan (and its GM mask) to the model grid and cut its cord-centred window.
 
@@ -107,6 +115,10 @@ def preprocess_scan(
         Used to find the cord when the scan has neither cord nor GM mask (default: challenge model).
     max_spread_mm : float, default 10
         Warn when a slice's own centre lies further than this from the scan's window centre.
+    cord_scale : "auto", float or None
+        Size normalisation (as :func:`pedgm_kit.segment.segment_image`): the window is cut from a
+        grid of ``spacing_mm * scale`` so the cord has the adult size the weights expect. "auto"
+        estimates the scale from the manual GM mask (else from the model's first pass).
 
     Returns
     -------
@@ -116,6 +128,17 @@ def preprocess_scan(
         raise ParameterError(f"spacing_mm must be > 0 and size >= 16, got spacing_mm={spacing_mm!r}, size={size!r}")
     img = load_image(scan.image)
     check_geometry(img, name=str(scan.image), model_spacing_mm=spacing_mm)
+    scale = check_cord_scale(cord_scale)
+    if scale == "auto":
+        area = None
+        if scan.gm_mask is not None:
+            area = median_gm_area_mm2(to_image_like(mask_array(scan, which="gm"), img))
+        if area is None:
+            area = median_gm_area_mm2((segmenter or Segmenter("challenge")).segment(img))
+        scale = 1.0 if area is None else estimate_cord_scale(area)
+        scale = 1.0 if abs(scale - 1.0) < SCALE_TOLERANCE else scale
+    scale = scale or 1.0
+    spacing_mm = spacing_mm * scale
     grid = ModelGrid(img, spacing_mm=spacing_mm)
     gm = None if scan.gm_mask is None else grid.mask(mask_array(scan, which="gm"))
     cord = None if scan.cord_mask is None else grid.mask(mask_array(scan, which="cord"))
@@ -149,7 +172,7 @@ def preprocess_scan(
         grid.window_affine(cut.top_left(centre)),
         centring,
         spread_mm,
-        dict(scan.metadata),
+        {**scan.metadata, "cord_scale": scale},
     )
 
 

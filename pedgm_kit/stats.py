@@ -36,6 +36,8 @@ from .metrics import HIGHER_IS_BETTER
 
 __all__ = [
     "HIGHER_IS_BETTER",
+    "MIN_CI_PERSONS",
+    "headline_table",
     "MIN_WILCOXON_PAIRS",
     "bootstrap_mean_diff",
     "holm",
@@ -248,6 +250,60 @@ def _check_tidy(tidy: pd.DataFrame, needed: Sequence[str]) -> None:
     absent = [c for c in needed if c not in tidy.columns]
     if absent:
         raise ParameterError(f"tidy table lacks column(s) {absent}; has {list(tidy.columns)}")
+
+
+MIN_CI_PERSONS = 3
+"""Fewest persons for a bootstrap interval of a model's mean (fewer: the interval is not reported)."""
+
+
+def headline_table(
+    tidy: pd.DataFrame,
+    *,
+    baseline: str,
+    metric: str = "DSC",
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+    tests: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Each model's mean scan-level ``metric`` on the evaluated (held-out) persons, with its CI.
+
+    The interval resamples persons (:func:`bootstrap_mean_diff` on the values themselves) and is
+    given only with at least :data:`MIN_CI_PERSONS` persons. With ``tests`` (the table of
+    :func:`paired_comparison`), the difference to the baseline, its CI and Holm-adjusted p-value
+    are joined.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``model, n_scans, n_persons, mean, ci_low, ci_high`` (+ ``mean_diff, diff_ci_low,
+        diff_ci_high, p_holm``), models in table order, the baseline first.
+    """
+    _check_tidy(tidy, TIDY_COLUMNS)
+    sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
+    models = list(dict.fromkeys(sub["model"]))
+    if baseline in models:
+        models.remove(baseline)
+        models.insert(0, baseline)
+    rows = []
+    for model in models:
+        part = sub[sub["model"] == model]
+        values, persons = part["value"].to_numpy(float), part["person"].astype(str).to_numpy()
+        n_persons = len(set(persons))
+        row = {"model": model, "n_scans": int(np.isfinite(values).sum()), "n_persons": n_persons,
+               "mean": float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
+               "ci_low": math.nan, "ci_high": math.nan}
+        if n_persons >= MIN_CI_PERSONS:
+            boot = bootstrap_mean_diff(values, groups=persons, n_boot=n_boot, seed=seed, ci=ci)
+            row.update(ci_low=boot["ci_low"], ci_high=boot["ci_high"])
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if tests is not None and len(tests):
+        chosen = tests[(tests["level"] == "scan") & (tests["metric"] == metric)]
+        chosen = chosen[["model", "mean_diff", "ci_low", "ci_high", "p_holm"]].rename(
+            columns={"ci_low": "diff_ci_low", "ci_high": "diff_ci_high"})
+        out = out.merge(chosen, on="model", how="left")
+    return out
 
 
 def paired_comparison(

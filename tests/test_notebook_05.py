@@ -50,6 +50,7 @@ def notebook_run(tmp_path_factory, gm_challenge):
                 "data_dir": str(gm_challenge), "output_dir": str(out_dir), "seed": 0, "smoke": True,
                 "smoke_max_scans": 2, "smoke_n_boot": 100, "models": MODELS, "baseline": "challenge",
                 "split": "test", "split_seed": 3, "retest": True, "n_summary_slices": 2,
+                "split_manifest": "", "train_dir": "",
             },
         )
     finally:

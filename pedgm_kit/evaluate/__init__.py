@@ -25,16 +25,24 @@ for axial scans stored as such), spacing and pixel area come from the affine, ne
 fields by index.
 """
 
-from .batch import (
+from .batch import evaluate_models, retest_areas, retest_pairs
+from .figures import (
+    mark_simulated,
+    plot_metric_boxplots,
+    plot_result_summary,
+    plot_retest_areas,
+)
+from .folds import collect_curve, curve_table, per_fold_table, plot_efficiency
+from .models import (
+    DEFAULT_MASK_PATTERN,
+    FolderPredictor,
+    add_trained,
     check_evaluation,
-    evaluate_models,
+    make_predictor,
     model_labels,
     predict_scan,
     prediction_path,
-    retest_areas,
-    retest_pairs,
 )
-from .figures import plot_metric_boxplots, plot_result_summary, plot_retest_areas
 from .scoring import (
     AREA_METRICS,
     SCOPE_NOTE,
@@ -49,9 +57,18 @@ from .tables import summary_table, wide_table, write_tables
 
 __all__ = [
     "AREA_METRICS",
+    "DEFAULT_MASK_PATTERN",
+    "FolderPredictor",
+    "add_trained",
+    "make_predictor",
+    "mark_simulated",
     "SCOPE_NOTE",
     "TIDY_COLUMNS",
     "check_evaluation",
+    "collect_curve",
+    "curve_table",
+    "per_fold_table",
+    "plot_efficiency",
     "evaluate_models",
     "evaluate_pair",
     "gm_area_per_slice",

@@ -1,14 +1,14 @@
 """Many scans, many models: segment once, save, score; scans paired with their rescans.
 
-Every prediction is made by one helper (:func:`predict_scan`), saved as
-``<output_dir>/pred/<model>/<scan_id>.nii.gz`` (:func:`prediction_path`), and reused by the
-test-retest analysis, so a mask is never segmented twice in a run.
+Every prediction is made by a model's predictor (:mod:`pedgm_kit.evaluate.models`: a loaded
+network, or another tool's folder of masks), saved as ``<output_dir>/pred/<model>/<scan_id>.nii.gz``
+and reused by the test-retest analysis, so a mask is never segmented twice in a run. With
+cross-validation folds, each fold's test scans are predicted by that fold's models and pooled.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,9 +18,9 @@ import pandas as pd
 
 from ..datasets import DatasetIndex, Scan, mask_array
 from ..exceptions import ParameterError
-from ..io import check_choice, open_nifti, save_like
+from ..io import open_nifti
 from ..metrics import METRICS, labelled_slices
-from ..registry import BUILTIN_MODELS
+from .models import DEFAULT_MASK_PATTERN, make_predictor, model_labels
 from .scoring import (
     AREA_METRICS,
     SCOPE_NOTE,
@@ -32,92 +32,10 @@ from .scoring import (
 )
 
 __all__ = [
-    "check_evaluation",
     "evaluate_models",
-    "model_labels",
-    "predict_scan",
-    "prediction_path",
     "retest_areas",
     "retest_pairs",
 ]
-
-
-def model_labels(models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]) -> dict[str, str]:
-    """Short labels of model specifications, used in tables, figures and folder names.
-
-    Parameters
-    ----------
-    models : sequence or mapping
-        ``"challenge"``, ``"large"`` or paths to ``.hdf5`` weights; or ``{label: spec}``.
-
-    Returns
-    -------
-    dict of str to str
-        ``{label: spec}`` in input order. A built-in keeps its name; a weights file gets its
-        stem (``outputs/run/pretrained_aug.hdf5`` -> ``pretrained_aug``), prefixed with its
-        folder name if two stems collide.
-
-    Raises
-    ------
-    ParameterError
-        No model, a label repeated, or a label that is not a plain folder name.
-    """
-    if isinstance(models, (str, os.PathLike)):
-        models = [models]
-    if isinstance(models, Mapping):
-        out = {str(k): str(v) for k, v in models.items()}
-    else:
-        specs = [str(m) for m in models]
-        stems = [m if m in BUILTIN_MODELS else Path(m).name.removesuffix(".hdf5").removesuffix(".h5") for m in specs]
-        out = {}
-        for spec, stem in zip(specs, stems):
-            label = stem
-            if stems.count(stem) > 1 and spec not in BUILTIN_MODELS:
-                label = f"{Path(spec).parent.name}-{stem}"
-            if label in out:
-                raise ParameterError(
-                    f"model {spec!r} gets the label {label!r} of model {out[label]!r}; pass a {{label: path}} mapping"
-                )
-            out[label] = spec
-    if not out:
-        raise ParameterError("models is empty; expected at least one of 'challenge', 'large' or a weights path")
-    for label in out:
-        if not label or label in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._+-]+", label):
-            raise ParameterError(f"model label {label!r} must be a plain name (letters, digits, . _ + -)")
-    return out
-
-
-def check_evaluation(
-    models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
-    *,
-    baseline: str,
-    split: str = "test",
-    retest_slices: str = "labelled",
-) -> dict[str, str]:
-    """Check the settings of an evaluation (notebook 05's parameters) before any work.
-
-    Returns
-    -------
-    dict of str to str
-        The model labels (:func:`model_labels`).
-
-    Raises
-    ------
-    ParameterError
-        A bad model list, a baseline that is not one of its labels, or an unknown ``split`` /
-        ``retest_slices``.
-    """
-    check_choice(split, ("test", "all"), name="split")
-    check_choice(retest_slices, ("labelled", "all"), name="retest_slices")
-    labels = model_labels(models)
-    if baseline not in labels:
-        raise ParameterError(f"baseline {baseline!r} is not one of the model labels {list(labels)}")
-    return labels
-
-
-def prediction_path(output_dir: str | os.PathLike, model: str, scan_id: str) -> Path:
-    """Where :func:`evaluate_models` saves a prediction: ``<output_dir>/pred/<model>/<scan_id>.nii.gz``."""
-    return Path(output_dir) / "pred" / model / f"{scan_id}.nii.gz"
 
 
 def _progress(iterable, *, enabled: bool, desc: str, total: int | None = None):
@@ -146,23 +64,6 @@ def _select(index: DatasetIndex, scans: Iterable[str] | None) -> list[Scan]:
     return chosen
 
 
-def _segmenter(spec: str):
-    from ..segment import Segmenter
-
-    return Segmenter(spec)
-
-
-def predict_scan(segmenter, scan: Scan, *, label: str, output_dir: str | os.PathLike, tta: bool, seed: int) -> Path:
-    """Segment one scan with one loaded model and save the mask at :func:`prediction_path`.
-
-    The file is written atomically and replaces an older one of the same run.
-    """
-    seg = segmenter.segment(scan.image, tta=tta, seed=seed)
-    target = prediction_path(output_dir, label, scan.scan_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return save_like(np.asanyarray(seg.dataobj), seg, target, overwrite=True, dtype=np.uint8)
-
-
 def evaluate_models(
     index: DatasetIndex,
     models: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
@@ -173,6 +74,9 @@ def evaluate_models(
     progress: bool = True,
     tta: bool = False,
     labelled_only: bool = True,
+    folds: Sequence[Sequence[str]] | None = None,
+    mask_pattern: str = DEFAULT_MASK_PATTERN,
+    cord_scale=None,
 ) -> pd.DataFrame:
     """Segment each scan with each model once, save the masks, and score them.
 
@@ -202,11 +106,19 @@ def evaluate_models(
         Test-time augmentation, as ``pedgm segment --tta``.
     labelled_only : bool, default True
         Score the labelled slices only (see the module docstring).
+    folds : sequence of sequences of str, optional
+        Cross-validation: the test scans of each fold (1-based in the ``fold`` column). Fold ``k``'s
+        scans are predicted by the model specifications with ``{fold}`` replaced by ``k``, and the
+        folds' rows are pooled. ``scans`` is ignored then.
+    mask_pattern : str, default "{scan_id}_gmseg.nii.gz"
+        File names in a folder of another tool's predictions (:mod:`pedgm_kit.evaluate.models`).
+    cord_scale : "auto", float or None
+        Size normalisation when segmenting (:func:`pedgm_kit.segment.segment_image`).
 
     Returns
     -------
     pandas.DataFrame
-        Tidy: columns :data:`TIDY_COLUMNS`. Per model and scan: ``level="scan"`` rows (slice
+        Tidy: columns :data:`TIDY_COLUMNS` and ``fold`` (0 without folds). Per model and scan: ``level="scan"`` rows (slice
         ``<NA>``) for the ten metrics and :data:`AREA_METRICS`, and ``level="slice"`` rows for
         every scored slice. ``attrs["predictions"]`` maps ``(model, scan_id)`` to the saved
         file, ``attrs["models"]`` the labels to their specifications, ``attrs["scope"]`` states
@@ -220,25 +132,27 @@ def evaluate_models(
         Any error of segmentation or scoring (weights, grids, masks), naming the file.
     """
     labels = model_labels(models)
-    chosen = _select(index, scans)
+    groups = [(0, _select(index, scans))] if folds is None else [
+        (k, _select(index, fold)) for k, fold in enumerate(folds, start=1)]
     output_dir = Path(output_dir)
-    truths = {s.scan_id: mask_array(s, which="gm").astype(bool) for s in chosen}
     frames, predictions = [], {}
     for label, spec in labels.items():
-        segmenter = _segmenter(spec)
-        for scan in _progress(chosen, enabled=progress, desc=f"segment+score {label}"):
-            path = predict_scan(segmenter, scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
-            predictions[(label, scan.scan_id)] = path
-            p_img, p = load_mask(path, what="prediction")
-            axis = slice_axis(p_img)
-            row, per_slice = score_masks(
-                p, truths[scan.scan_id], affine=p_img.affine, axis=axis, labelled_only=labelled_only,
-                name=str(scan.gm_mask),
-            )
-            frames.append(_tidy_rows(label, scan, row, per_slice))
+        for fold, chosen in groups:
+            predictor = make_predictor(spec, fold=fold or None, mask_pattern=mask_pattern, cord_scale=cord_scale)
+            desc = f"segment+score {label}" + (f" (fold {fold})" if fold else "")
+            for scan in _progress(chosen, enabled=progress, desc=desc):
+                path = predictor.predict(scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
+                predictions[(label, scan.scan_id)] = path
+                p_img, p = load_mask(path, what="prediction")
+                row, per_slice = score_masks(
+                    p, mask_array(scan, which="gm").astype(bool), affine=p_img.affine, axis=slice_axis(p_img),
+                    labelled_only=labelled_only, name=str(scan.gm_mask),
+                )
+                frames.append(_tidy_rows(label, scan, row, per_slice).assign(fold=fold))
     tidy = pd.concat(frames, ignore_index=True)
     tidy.attrs.update({
-        "predictions": predictions, "models": labels,
+        "predictions": predictions, "models": labels, "folds": len(groups) if folds is not None else 0,
+        "fold_of_scan": {s.scan_id: fold for fold, chosen in groups for s in chosen},
         "scope": SCOPE_NOTE if labelled_only else "All slices are scored.",
     })
     return tidy
@@ -305,6 +219,9 @@ def retest_areas(
     predicted: Mapping[tuple[str, str], str | os.PathLike] | None = None,
     progress: bool = True,
     tta: bool = False,
+    fold_of_person: Mapping[str, int] | None = None,
+    mask_pattern: str = DEFAULT_MASK_PATTERN,
+    cord_scale=None,
 ) -> pd.DataFrame:
     """GM area per slice of each scan and its rescan, per model.
 
@@ -359,14 +276,17 @@ def retest_areas(
         pairs.append((first, second))
     columns = ["model", "person", "pair", "run", "scan", "slice", "gm_area_mm2", "labelled"]
     rows = []
+    fold_of_person = dict(fold_of_person or {})
     for label, spec in labels.items():
-        segmenter = None
+        predictors: dict = {}
         todo = [(first, scan) for first, second in pairs for scan in (first, second)]
         for first, scan in _progress(todo, enabled=progress, desc=f"retest {label}"):
             path = predicted.get((label, scan.scan_id))
             if path is None:
-                segmenter = segmenter or _segmenter(spec)
-                path = predict_scan(segmenter, scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
+                fold = fold_of_person.get(scan.person_id)
+                if fold not in predictors:
+                    predictors[fold] = make_predictor(spec, fold=fold, mask_pattern=mask_pattern, cord_scale=cord_scale)
+                path = predictors[fold].predict(scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
                 predicted[(label, scan.scan_id)] = path
             axis = slice_axis(open_nifti(first.image))
             area = gm_area_per_slice(path, axis=axis)

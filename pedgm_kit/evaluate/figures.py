@@ -19,11 +19,20 @@ from ..exceptions import InputFileError, ParameterError, PedgmError
 from ..geometry import Canonical, display_pixel_mm, display_plane
 from ..io import load_image
 from ..metrics import HIGHER_IS_BETTER, METRIC_LABELS, METRICS
-from .batch import prediction_path
+from .models import prediction_path
 from .scoring import slice_axis
 from .tables import pivot
 
-__all__ = ["plot_metric_boxplots", "plot_result_summary", "plot_retest_areas"]
+__all__ = ["mark_simulated", "plot_metric_boxplots", "plot_result_summary", "plot_retest_areas"]
+
+
+def mark_simulated(fig, label: str):
+    """Name a simulated domain shift in a figure's title (every figure made from simulated data)."""
+    if label:
+        title = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) is not None else ""
+        fig.suptitle(f"SIMULATED ({label}) - {title}" if title else f"SIMULATED: {label}", fontsize=10,
+                     color="firebrick")
+    return fig
 
 
 def _new_figure(width: float, height: float):

@@ -15,7 +15,7 @@ A split is a ``dict`` ``{split name: [scan id, ...]}``, in the order train, val,
 
 from __future__ import annotations
 
-from .auto import auto_split
+from .auto import auto_split, kfold_split, nested_person_subsets
 from .describe import check_person_grouping, plot_split_counts, split_table
 from .sheet import (
     DEFAULT_SPLIT_COLUMNS,
@@ -28,6 +28,8 @@ __all__ = [
     "DEFAULT_SPLIT_COLUMNS",
     "REGION_CODES",
     "auto_split",
+    "kfold_split",
+    "nested_person_subsets",
     "check_person_grouping",
     "plot_split_counts",
     "read_level_sheet",

@@ -13,7 +13,7 @@ from ..datasets import DatasetIndex
 from ..exceptions import PedgmError
 from ._frames import as_frame, isna
 
-__all__ = ["auto_split"]
+__all__ = ["auto_split", "kfold_split", "nested_person_subsets"]
 
 
 def auto_split(
@@ -124,6 +124,85 @@ def auto_split(
     out: dict[str, list[str]] = {name: [] for name in names}
     for scan_id in scan_ids:
         out[names[split_of_scan[scan_id]]].append(scan_id)
+    return out
+
+
+def kfold_split(
+    index_or_frame: DatasetIndex | pd.DataFrame,
+    *,
+    k: int,
+    val_fraction: float = 0.25,
+    balance_on: str | None = None,
+    seed: int = 0,
+) -> list[dict[str, list[str]]]:
+    """Person-grouped, balanced, seeded k-fold cross-validation.
+
+    Persons are dealt into ``k`` test groups with the balancing of :func:`auto_split` (equal
+    fractions); fold ``i`` tests group ``i`` and splits the other persons into train and validation
+    (``val_fraction`` of them, balanced the same way, at least one person). So every person is tested
+    exactly once, and a fold's validation persons come from its training persons, never its test ones.
+
+    Parameters
+    ----------
+    index_or_frame : DatasetIndex or pandas.DataFrame
+        The scans (as :func:`auto_split`).
+    k : int
+        Folds, 2 or more and at most the number of persons.
+    val_fraction : float, default 0.25
+        Share of each fold's non-test persons' scans used for validation.
+    balance_on : str or None
+        Column balanced across the test groups and within each fold.
+    seed : int, default 0
+
+    Returns
+    -------
+    list of dict
+        ``k`` folds, each ``{"train": [...], "val": [...], "test": [...]}`` of scan ids.
+
+    Raises
+    ------
+    PedgmError
+        ``k`` < 2 or more than the persons, or ``val_fraction`` outside (0, 1).
+    """
+    frame = as_frame(index_or_frame)
+    n_persons = frame["person_id"].astype(str).nunique()
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 2 <= k <= n_persons:
+        raise PedgmError(f"cv_folds must be an integer from 2 to the number of persons ({n_persons}); got {k!r}")
+    if not 0 < val_fraction < 1:
+        raise PedgmError(f"val_fraction must be in (0, 1); got {val_fraction!r}")
+    names = [f"fold-{i + 1}" for i in range(k)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        groups = auto_split(frame, fractions=[1.0 / k] * k, names=names, balance_on=balance_on, seed=seed)
+    folds = []
+    for i, name in enumerate(names):
+        test = set(groups[name])
+        rest = frame[~frame["scan_id"].astype(str).isin(test)]
+        if rest["person_id"].nunique() < 2:
+            raise PedgmError(f"{name}: fewer than 2 persons outside its test group: no train/val split possible")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            inner = auto_split(rest, fractions=[1 - val_fraction, val_fraction], names=["train", "val"],
+                               balance_on=balance_on, seed=seed + 1 + i)
+        folds.append({"train": inner["train"], "val": inner["val"],
+                      "test": [s for s in frame["scan_id"].astype(str) if s in test]})
+    return folds
+
+
+def nested_person_subsets(persons, sizes, *, seed: int = 0) -> dict[int, list[str]]:
+    """Nested, seeded subsets of ``persons``: ``{size: [person, ...]}``, each inside the next larger.
+
+    ``sizes`` may hold ``0`` or ``"all"`` for every person. The order is a seeded permutation, the
+    same one :func:`pedgm_kit.train.load_arrays` uses for ``persons=``.
+    """
+    people = sorted(set(map(str, persons)))
+    order = list(np.random.default_rng([seed, 7]).permutation(people))
+    out = {}
+    for size in sizes:
+        n = len(people) if size in (0, "all", None) else int(size)
+        if not 1 <= n <= len(people):
+            raise PedgmError(f"train_persons size {size!r} must be between 1 and {len(people)} (the training persons)")
+        out[n] = sorted(order[:n])
     return out
 
 

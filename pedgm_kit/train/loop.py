@@ -18,7 +18,6 @@ from ..model import (
     dice_bce_loss,
     dice_coefficient,
     dice_loss,
-    export_onnx,
     load_legacy_weights,
 )
 from ..weights import read_metadata, weights_path
@@ -139,6 +138,7 @@ def train_variant(
     variant: str | None = None,
     verbose: int = 2,
     callbacks: list | None = None,
+    export_onnx: bool = True,
 ) -> dict:
     """Train one variant and write its files (see :mod:`pedgm_kit.train`); returns the summary.
 
@@ -156,6 +156,8 @@ def train_variant(
         Keras verbosity (2: one line per epoch; 1: progress bar).
     callbacks : list, optional
         Extra Keras callbacks (after the project's own).
+    export_onnx : bool, default True
+        Also write ``best.onnx`` (SCT's runtime; TensorFlow backend, a few seconds).
     """
     set_determinism(config.seed, deterministic=config.deterministic)
     variant = variant or config.variant
@@ -247,7 +249,7 @@ def train_variant(
         "backend": keras.backend.backend(),
         "device": _device(),
     }
-    summary["onnx"] = _export_onnx_quietly(model, folder / "best.onnx", input_size=shape[0])
+    summary["onnx"] = _export_onnx_quietly(model, folder / "best.onnx", input_size=shape[0]) if export_onnx else None
     fig = plot_learning_curve(rows, baseline_val_dice=summary["baseline_val_soft_dice"], min_delta=config.min_delta,
                               patience=config.patience, title=variant)
     fig.savefig(folder / "learning_curve.png", dpi=100)
@@ -256,10 +258,13 @@ def train_variant(
 
 
 def _export_onnx_quietly(model, path: Path, *, input_size: int) -> str | None:
+    """``best.onnx`` with the TensorFlow backend and tf2onnx; None elsewhere."""
     if keras.backend.backend() != "tensorflow":
         return None
     try:
         import tf2onnx  # noqa: F401
     except ImportError:
         return None
+    from ..model import export_onnx
+
     return str(export_onnx(model, path, input_size=input_size))

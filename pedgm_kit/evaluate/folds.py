@@ -1,0 +1,137 @@
+"""Cross-validation results: per-fold tables and the data-efficiency curve.
+
+- :func:`per_fold_table` -- each model's mean scan-level metric per fold, and the mean, spread and
+  range across folds (the pooled statistics of :mod:`pedgm_kit.stats` run over all persons);
+- :func:`collect_curve`, :func:`curve_table`, :func:`plot_efficiency` -- held-out Dice against the
+  number of training persons (nested subsets of each fold's training persons), pretrained against
+  from scratch, with confidence intervals across folds: how many persons must be annotated before
+  fine-tuning pays off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import ParameterError
+
+__all__ = ["collect_curve", "curve_table", "per_fold_table", "plot_efficiency"]
+
+
+def per_fold_table(tidy: pd.DataFrame, *, metric: str = "DSC") -> pd.DataFrame:
+    """Mean scan-level ``metric`` per model and fold, then across folds.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``fold 1 .. fold k`` (mean over the fold's test scans), ``mean``, ``sd``
+        (across folds), ``min``, ``max`` and ``n_scans`` (all folds).
+    """
+    if "fold" not in tidy.columns:
+        raise ParameterError("the table has no 'fold' column (evaluate_models with folds=...)")
+    sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
+    per = sub.groupby(["model", "fold"], sort=False)["value"].mean().unstack("fold")
+    per.columns = [f"fold {int(c)}" if c else "all" for c in per.columns]
+    values = per.to_numpy(float)
+    out = per.copy()
+    out["mean"] = np.nanmean(values, axis=1)
+    out["sd"] = np.nanstd(values, axis=1, ddof=1) if values.shape[1] > 1 else np.nan
+    out["min"], out["max"] = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
+    out["n_scans"] = sub.groupby("model", sort=False)["value"].size()
+    return out.reset_index()
+
+
+def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every training run's held-out Dice, by fold, variant and number of training persons.
+
+    Reads ``<train_dir>/fold-<k>/<variant>/summary.json`` (all training persons) and
+    ``<train_dir>/fold-<k>/persons-<n>/<variant>/summary.json`` (the nested subsets).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``fold, variant, subset`` (the requested size, or ``all``), ``n_persons`` (the persons
+        actually trained on), ``test_dice, test_dice_05, baseline_test_dice, baseline_test_dice_05``;
+        only variants with subset runs; empty if there is none.
+    """
+    rows = []
+    paths = sorted(Path(train_dir).glob("fold-*/**/summary.json"))
+    curve_variants = {p.parent.name for p in paths if any(part.startswith("persons-") for part in p.parts)}
+    for path in paths:
+        summary = json.loads(path.read_text())
+        if summary["variant"] not in curve_variants:
+            continue  # trained on all persons only: not part of the curve
+        fold = int(next(p for p in path.parts if p.startswith("fold-")).split("-")[1])
+        subset = next((p.split("-", 1)[1] for p in path.parts if p.startswith("persons-")), "all")
+        rows.append({
+            "fold": fold, "variant": summary["variant"], "subset": subset,
+            "n_persons": len(summary.get("train_persons") or []),
+            "test_dice": summary.get("test_dice"), "test_dice_05": summary.get("test_dice_05"),
+            "baseline_test_dice": summary.get("baseline_test_dice"),
+            "baseline_test_dice_05": summary.get("baseline_test_dice_05"),
+        })
+    columns = ["fold", "variant", "subset", "n_persons", "test_dice", "test_dice_05", "baseline_test_dice",
+               "baseline_test_dice_05"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _t95(n: int) -> float:
+    """Two-sided 95% t quantile for n - 1 degrees of freedom."""
+    if n < 2:
+        return float("nan")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def curve_table(curve: pd.DataFrame, *, column: str = "test_dice") -> pd.DataFrame:
+    """Mean held-out Dice per variant and number of training persons, with a 95% CI across folds.
+
+    The CI is the t-interval of the fold means (folds are the independent units); with one fold
+    it is not defined (NaN). The untrained baseline is the row ``variant="baseline"``.
+    """
+    if curve.empty:
+        return pd.DataFrame(columns=["variant", "subset", "n_persons", "n_folds", "mean", "ci_low", "ci_high"])
+    base = curve.drop_duplicates("fold")[["fold", f"baseline_{column}"]].rename(columns={f"baseline_{column}": column})
+    base = base.assign(variant="baseline", subset="0", n_persons=0)
+    rows = []
+    for (variant, subset), grp in pd.concat([curve, base]).groupby(["variant", "subset"], sort=False):
+        v = grp[column].to_numpy(float)
+        v = v[np.isfinite(v)]
+        mean = float(v.mean()) if v.size else math.nan
+        half = _t95(v.size) * float(v.std(ddof=1)) / math.sqrt(v.size) if v.size > 1 else math.nan
+        rows.append({"variant": variant, "subset": subset, "n_persons": float(grp["n_persons"].mean()),
+                     "n_folds": int(v.size), "mean": mean, "ci_low": mean - half, "ci_high": mean + half})
+    return pd.DataFrame(rows).sort_values(["variant", "n_persons"], kind="stable").reset_index(drop=True)
+
+
+def plot_efficiency(table: pd.DataFrame, *, title: str = "", threshold_note: str = "test Dice (> 0.999)"):
+    """Held-out Dice against training persons, one line per variant, CI bands across folds."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    variants = [v for v in dict.fromkeys(table["variant"]) if v != "baseline"]
+    palette = dict(zip(variants, sns.color_palette("colorblind", len(variants))))
+    for variant in variants:
+        sub = table[table["variant"] == variant].sort_values("n_persons")
+        ax.plot(sub["n_persons"], sub["mean"], "o-", color=palette[variant], label=variant)
+        if sub["ci_low"].notna().any():
+            ax.fill_between(sub["n_persons"], sub["ci_low"], sub["ci_high"], color=palette[variant], alpha=0.18)
+    base = table[table["variant"] == "baseline"]
+    if len(base) and np.isfinite(base["mean"].iloc[0]):
+        ax.axhline(base["mean"].iloc[0], color="grey", ls="--", label="baseline (pretrained, untrained)")
+    ax.set_xlabel("training persons ('all' plotted at the folds' mean count)")
+    ax.set_ylabel(threshold_note)
+    ax.set_ylim(0, 1)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "Data efficiency: held-out Dice vs training persons (95% CI across folds)", fontsize=10)
+    return fig
