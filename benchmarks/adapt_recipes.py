@@ -42,12 +42,12 @@ def shifted_copy(data: Path, out: Path, shift: str) -> Path:
     return out
 
 
-def child(recipe: str, data: str, slices: int, epochs: int) -> dict:
+def child(recipe: str, data: str, slices: int, epochs: int, batch_size: int = 4, learning_rate: float = 1e-3) -> dict:
     from pedgm_kit.train import RECIPES, TrainConfig, train_variant
 
     settings = {} if recipe == "scratch" else RECIPES[recipe]
     config = TrainConfig(pretrained=recipe != "scratch", augment=False, epochs=epochs, sweep=True, max_slices=slices,
-                         seed=0, **settings)
+                         seed=0, batch_size=batch_size, learning_rate=learning_rate, **settings)
     with tempfile.TemporaryDirectory() as out:
         summary = train_variant(data, out, config, verbose=0)
         import csv
@@ -66,11 +66,13 @@ def main() -> None:
     parser.add_argument("--shift", default="invert")
     parser.add_argument("--slices", type=int, default=48)
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--recipes", nargs="+", default=["original", "dice_bce", "adabn", "adabn_dice_bce", "scratch"])
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("json:" + json.dumps(child(args.child[0], args.child[1], args.slices, args.epochs)))
+        print("json:" + json.dumps(child(args.child[0], args.child[1], args.slices, args.epochs, args.batch_size, args.lr)))
         return
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +80,8 @@ def main() -> None:
         rows = []
         for recipe in args.recipes:
             out = subprocess.run([sys.executable, __file__, "--data", args.data, "--slices", str(args.slices),
-                                  "--epochs", str(args.epochs), "--child", recipe, str(data)],
+                                  "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+                                  "--child", recipe, str(data)],
                                  check=True, capture_output=True, text=True, env=env).stdout
             row = json.loads([r for r in out.splitlines() if r.startswith("json:")][-1][5:])
             rows.append(row)
@@ -88,7 +91,8 @@ def main() -> None:
     base = rows[0]
     print(f"baseline (challenge weights, untrained): test Dice >0.5 {base['baseline_05']:.3f}  "
           f">0.999 {base['baseline_999']:.3f}")
-    print(f"simulated shift: {args.shift}; {args.slices} training slices, {args.epochs} epochs, batch 4, Adam 1e-3")
+    print(f"simulated shift: {args.shift}; {args.slices} training slices, {args.epochs} epochs, batch {args.batch_size}, "
+          f"Adam {args.lr:g}")
     print("json:", json.dumps(rows))
 
 

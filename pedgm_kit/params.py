@@ -120,6 +120,7 @@ RULES.update({
     "train_persons": ("an integer >= 0 (0 = all)", _non_negative),
     "loss": ("'dice' or 'dice_bce'", lambda v: v in ("dice", "dice_bce")),
     "warmup_epochs": ("an integer >= 0", _non_negative),
+    "uncertainty": ("'tta', 'mc_dropout' or ''", lambda v: v in ("", "tta", "mc_dropout")),
 })
 
 

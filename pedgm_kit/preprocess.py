@@ -257,9 +257,16 @@ def draft_mask(
     *,
     segmenter: Segmenter | None = None,
     overwrite: bool = False,
+    uncertainty: str | None = None,
+    seed: int = 0,
 ) -> Path:
-    """Draft a GM mask with the pretrained model, on the image's own grid, for manual correction."""
-    return segment_file(image, output, overwrite=overwrite, model=segmenter or Segmenter("challenge"))
+    """Draft a GM mask with the pretrained model, on the image's own grid, for manual correction.
+
+    With ``uncertainty``, the uncertainty map and per-slice scores are written beside the draft
+    (``<draft>_uncertainty.nii.gz`` / ``.csv``), to review the least certain first.
+    """
+    return segment_file(image, output, overwrite=overwrite, model=segmenter or Segmenter("challenge"),
+                        uncertainty=uncertainty or None, seed=seed)
 
 
 def fsleyes_command(image: str | os.PathLike, mask: str | os.PathLike) -> str:

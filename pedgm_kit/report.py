@@ -118,6 +118,13 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
                                  "CI of the mean difference, Holm's correction per level. Slice-level p-values "
                                  "treat slices as independent and are optimistic.",
                          "tables": [{"title": "", "html": _table(stats_frame[keep])}], "figures": []})
+    unc = _csv(evaluation / "uncertainty.csv")
+    if unc is not None and len(unc):
+        sections.append({"id": "uncertainty", "title": "Uncertainty: does the score find bad slices?",
+                         "text": "Per-slice uncertainty score (spread over 9 seeded passes) against Dice: AUROC for "
+                                 "slices with Dice < 0.8 (0.5 = chance) and Spearman's rho (negative is good).",
+                         "tables": [{"title": "", "html": _table(unc)}],
+                         "figures": _figures(run, "evaluation/uncertainty.png")})
     per_fold = _csv(evaluation / "per_fold_dsc.csv")
     if per_fold is not None:
         sections.append({"id": "folds", "title": "Cross-validation: Dice per fold", "text":
@@ -138,7 +145,8 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
             if name == "metrics_summary.csv":
                 frame = frame[frame["level"] == "scan"].drop(columns=["level"])
             summary_tables.append({"title": title, "html": _table(frame)})
-    evaluation_figures = [f for f in _figures(run, "evaluation/*.png") if not f["src"].endswith("efficiency.png")]
+    evaluation_figures = [f for f in _figures(run, "evaluation/*.png")
+                          if not f["src"].endswith(("efficiency.png", "uncertainty.png"))]
     sections.append({"id": "evaluation", "title": "Evaluation", "text": results.get("scope", ""),
                      "tables": summary_tables, "figures": evaluation_figures})
     training = _training_table(run)

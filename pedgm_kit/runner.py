@@ -131,7 +131,8 @@ def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, paramet
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3",
                                    progress_bar=progress, cwd=str(cwd) if cwd else None, log_output=stream,
-                                   store_widget_state=False)
+                                   store_widget_state=False,
+                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no start-up notices
     except papermill.PapermillExecutionError as err:
         raise PedgmError(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {str(err.evalue).splitlines()[0] if err.evalue else ''}); "

@@ -101,7 +101,7 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> Path:
     out = tmp_path / f"executed_{name}"
     papermill.execute_notebook(
         str(REPO / "notebooks" / name), str(out), parameters=parameters, kernel_name="python3",
-        progress_bar=False, cwd=str(tmp_path),
+        progress_bar=False, cwd=str(tmp_path), store_widget_state=False,
     )
     return out
 

@@ -1,7 +1,12 @@
-"""`pedgm run`: notebooks 01 -> 05 on the sample data, the four variants, the report; failures and run ids."""
+"""`pedgm run` end to end: the demo_cv profile (3-fold CV, simulated shift, data-efficiency curve) at tiny
+sizes, the report in a real browser, failures and run ids."""
+
+from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -9,45 +14,104 @@ from pedgm_kit.cli import main
 from pedgm_kit.exceptions import PedgmError
 from pedgm_kit.runner import run_pipeline
 
-SMOKE = {
-    "preprocess": {"make_drafts": False},
-    "data": {"balance_on": "Site"},
-    "augment": {"smoke": True},
-    "train": {"smoke": True, "seed": 0},
+REPO = Path(__file__).resolve().parents[1]
+
+#: parameters/demo_cv.yaml at tiny sizes: every notebook, every mechanism, little training
+TINY = {
+    "data": {"cv_folds": 3},
+    "train": {"epochs": 1, "max_slices": 8, "sweep": True, "export_onnx": False},
+    "pipeline": {"variants": ["pretrained_noaug"], "adapted_variant": True, "train_persons": [1, "all"],
+                 "curve_variants": ["pretrained_adapted"]},
     "evaluate": {"n_boot": 200, "retest": True},
 }
 
 
+def _tiny_params(tmp_path) -> Path:
+    params = yaml.safe_load((REPO / "parameters" / "demo_cv.yaml").read_text())
+    for section, values in TINY.items():
+        params.setdefault(section, {}).update(values)
+    path = tmp_path / "demo_cv_tiny.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo_cv")
+    params = _tiny_params(tmp)
+    assert main(["run", "--params", str(params), "--outputs", str(tmp), "--run-id", "r1"]) == 0
+    return tmp / "r1", params
+
+
 @pytest.mark.slow
-def test_full_pipeline_on_sample_data(tmp_path, capsys):
-    params = tmp_path / "smoke.yaml"
-    params.write_text(yaml.safe_dump(SMOKE))
-    assert main(["run", "--params", str(params), "--outputs", str(tmp_path), "--run-id", "r1"]) == 0
-    run = tmp_path / "r1"
-    assert capsys.readouterr().out.strip().endswith("index.html")
-    for notebook in ("preprocess/01_preprocess.ipynb", "data/02_data_creation.ipynb", "augment/03_augment.ipynb",
-                     "05_evaluate.ipynb"):
-        assert (run / notebook).is_file(), notebook
+def test_demo_cv_end_to_end(cv_run, capsys):
+    run, params = cv_run
     manifest = json.loads((run / "data" / "manifest.json").read_text())
     results = json.loads((run / "evaluation" / "results.json").read_text())
-    assert sorted(results["scans"]) == sorted(manifest["splits"]["test"])  # 05 evaluates 02's test split
-    assert set(results["dice_per_scan"]) >= {"challenge", "large", "pretrained_aug", "scratch_noaug"}
-    summaries = {v: json.loads((run / "train" / v / "summary.json").read_text())
-                 for v in ("pretrained_aug", "pretrained_noaug", "scratch_aug", "scratch_noaug")}
-    for variant in ("pretrained_aug", "pretrained_noaug"):
-        s = summaries[variant]
-        # fine-tuning starts where the adult model is, and does not destroy it
-        assert abs(s["first_epoch_val_dice"] - s["baseline_val_soft_dice"]) <= 0.05, s
-        assert s["test_dice"] >= s["baseline_test_dice"] - 0.02, s
-    for variant in ("scratch_aug", "scratch_noaug"):
-        assert summaries[variant]["first_epoch_val_dice"] < 0.5, summaries[variant]
+    folds = manifest["folds"]
+    assert len(folds) == 3 and results["folds"] == 3
+    person = {r["scan_id"]: r["person_id"] for r in pd.read_csv(run / "preprocess" / "preprocessed" / "index.csv",
+                                                               dtype=str).to_dict("records")}
+    tested = [s for fold in folds for s in fold["test"]]
+    assert sorted(tested) == sorted(person) == sorted(results["scans"])  # every scan tested once, pooled
+    for fold in folds:
+        roles = {name: {person[s] for s in ids} for name, ids in fold.items()}
+        assert not (roles["train"] & roles["val"]) and not (roles["train"] | roles["val"]) & roles["test"]
+    for k in (1, 2, 3):
+        for variant in ("pretrained_noaug", "pretrained_adapted"):
+            assert (run / "train" / f"fold-{k}" / variant / "best.hdf5").is_file()
+        assert (run / "train" / f"fold-{k}" / "persons-1" / "pretrained_adapted" / "summary.json").is_file()
+    # the simulated shift is named in the outputs and the report, and the data really is shifted
+    assert results["shift"] == "simulated contrast inversion"
+    assert (run / "preprocess" / "simulated-invert" / "SIMULATED.txt").is_file()
     page = (run / "index.html").read_text()
-    assert "learning_curve.png" in page and "evaluation/boxplots_scan.png" in page
+    assert "SIMULATED DATA: simulated contrast inversion" in page and "pediatric" in page
+    headline = pd.read_csv(run / "evaluation" / "headline.csv")
+    assert set(headline["model"]) == {"challenge", "large", "pretrained_noaug", "pretrained_adapted"}
+    assert (headline["n_persons"] == 6).all() and headline["ci_low"].notna().all()
+    per_fold = pd.read_csv(run / "evaluation" / "per_fold_dsc.csv")
+    assert {"fold 1", "fold 2", "fold 3", "mean", "sd"} <= set(per_fold.columns)
+    efficiency = pd.read_csv(run / "evaluation" / "efficiency.csv")
+    assert set(efficiency["variant"]) == {"baseline", "pretrained_adapted"}
+    assert (efficiency.loc[efficiency["variant"] == "pretrained_adapted", "n_folds"] == 3).all()
     # a second run with the same id is refused; the first is untouched
     before = (run / "index.html").stat().st_mtime_ns
-    assert main(["run", "--params", str(params), "--outputs", str(tmp_path), "--run-id", "r1"]) == 2
+    assert main(["run", "--params", str(params), "--outputs", str(run.parent), "--run-id", "r1"]) == 2
     assert "exists" in capsys.readouterr().err
     assert (run / "index.html").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_report_in_a_real_browser(cv_run):
+    """index.html at 1280x900: no horizontal scroll, no Markdown, every image loaded, the headline table."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lab_harness import CHROMIUM_ARGS, chromium_path
+    from playwright.sync_api import sync_playwright
+
+    run, _ = cv_run
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((run / "index.html").as_uri(), wait_until="load")
+            page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=30_000)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+            assert "|---" not in page.inner_text("body")
+            broken = page.evaluate("Array.from(document.images).filter(i => !(i.naturalWidth > 0))"
+                                   ".map(i => i.getAttribute('src'))")
+            assert broken == []
+            assert page.evaluate("document.images.length") >= 5
+            assert page.locator("table.headline").count() == 1
+            assert page.locator("table.headline tr").count() == 5  # header and four models
+            assert page.locator("pre").count() == 0  # no raw text blocks: every table is a table
+            page.screenshot(path=str(run / "report_1280.png"), full_page=False)
+            page.screenshot(path=str(run / "report_1280_full.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (run / "report_1280.png").stat().st_size > 10_000
 
 
 def test_failing_notebook_is_named_and_finished_work_kept(tmp_path):

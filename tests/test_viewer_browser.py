@@ -58,8 +58,11 @@ def _chromium() -> str:
     for path in candidates:
         if path and Path(path).is_file() and os.access(path, os.X_OK):
             return path
-    pytest.skip("no Chromium executable: /usr/bin/chromium missing and none on PATH or in PEDGM_CHROMIUM "
-                "(install with `apt-get install -y chromium`)")
+    message = ("no Chromium executable: /usr/bin/chromium missing and none on PATH or in PEDGM_CHROMIUM "
+               "(install with `apt-get install -y chromium`)")
+    if os.environ.get("CI") == "true" or os.environ.get("PEDGM_REQUIRE_SHARED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _require(module: str) -> None:

@@ -10,9 +10,15 @@
 
 NiiVue keeps its drawing in its own voxel order; the conversion to and from the image file's
 stored grid is in the private module ``_niivue_grid`` (a port of NiiVue's axis rule, tested on
-LAS and LPS scans in a real browser). Nothing here imports a deep-learning backend.
+LAS and LPS scans in a real browser). Nothing here imports a deep-learning backend until it trains.
+
+The rest of the loop is in :mod:`pedgm_kit.annotate.loop`: where an accepted mask goes
+(:func:`manual_mask_path`), drafts ranked least certain first (:func:`rank_drafts`), and the
+pretrained fine-tune on what was corrected (:func:`retrain_on_labelled`).
 """
 
 from .correction import CORRECTED_SUFFIX, ZOOM_LEVELS, CorrectionEditor
+from .loop import manual_mask_path, rank_drafts, retrain_on_labelled
 
-__all__ = ["CORRECTED_SUFFIX", "ZOOM_LEVELS", "CorrectionEditor"]
+__all__ = ["CORRECTED_SUFFIX", "ZOOM_LEVELS", "CorrectionEditor", "manual_mask_path", "rank_drafts",
+           "retrain_on_labelled"]

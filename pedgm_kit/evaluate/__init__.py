@@ -54,6 +54,7 @@ from .scoring import (
     slice_axis,
 )
 from .tables import summary_table, wide_table, write_tables
+from .uncertainty import UNCERTAINTY_METRIC, auroc, plot_uncertainty, uncertainty_table
 
 __all__ = [
     "AREA_METRICS",
@@ -64,6 +65,10 @@ __all__ = [
     "mark_simulated",
     "SCOPE_NOTE",
     "TIDY_COLUMNS",
+    "UNCERTAINTY_METRIC",
+    "auroc",
+    "plot_uncertainty",
+    "uncertainty_table",
     "check_evaluation",
     "collect_curve",
     "curve_table",

@@ -30,6 +30,7 @@ from .scoring import (
     score_masks,
     slice_axis,
 )
+from .uncertainty import UNCERTAINTY_METRIC
 
 __all__ = [
     "evaluate_models",
@@ -77,6 +78,7 @@ def evaluate_models(
     folds: Sequence[Sequence[str]] | None = None,
     mask_pattern: str = DEFAULT_MASK_PATTERN,
     cord_scale=None,
+    uncertainty: str | None = None,
 ) -> pd.DataFrame:
     """Segment each scan with each model once, save the masks, and score them.
 
@@ -114,6 +116,9 @@ def evaluate_models(
         File names in a folder of another tool's predictions (:mod:`pedgm_kit.evaluate.models`).
     cord_scale : "auto", float or None
         Size normalisation when segmenting (:func:`pedgm_kit.segment.segment_image`).
+    uncertainty : {"tta", "mc_dropout"} or None
+        Also estimate each prediction's uncertainty (saved beside it) and add its per-slice score as
+        metric ``"uncertainty"`` (slice rows; the scan row is the mean over scored slices).
 
     Returns
     -------
@@ -138,7 +143,8 @@ def evaluate_models(
     frames, predictions = [], {}
     for label, spec in labels.items():
         for fold, chosen in groups:
-            predictor = make_predictor(spec, fold=fold or None, mask_pattern=mask_pattern, cord_scale=cord_scale)
+            predictor = make_predictor(spec, fold=fold or None, mask_pattern=mask_pattern, cord_scale=cord_scale,
+                                       uncertainty=uncertainty)
             desc = f"segment+score {label}" + (f" (fold {fold})" if fold else "")
             for scan in _progress(chosen, enabled=progress, desc=desc):
                 path = predictor.predict(scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
@@ -149,6 +155,8 @@ def evaluate_models(
                     labelled_only=labelled_only, name=str(scan.gm_mask),
                 )
                 frames.append(_tidy_rows(label, scan, row, per_slice).assign(fold=fold))
+                if predictor.last_scores is not None:
+                    frames.append(_uncertainty_rows(label, scan, predictor.last_scores, per_slice["slice"]).assign(fold=fold))
     tidy = pd.concat(frames, ignore_index=True)
     tidy.attrs.update({
         "predictions": predictions, "models": labels, "folds": len(groups) if folds is not None else 0,
@@ -169,6 +177,19 @@ def _tidy_rows(label: str, scan: Scan, row: Mapping, per_slice: pd.DataFrame) ->
     out["slice"] = out["slice"].astype("Int64")
     out["value"] = out["value"].astype(float)
     return out[list(TIDY_COLUMNS)]
+
+
+def _uncertainty_rows(label: str, scan: Scan, scores: list[dict], scored) -> pd.DataFrame:
+    """Tidy rows of the per-slice uncertainty of the scored slices, and their mean as the scan row."""
+    by_slice = {int(r["slice"]): float(r["score"]) for r in scores}
+    slices = [int(k) for k in scored]
+    values = [by_slice.get(k, float("nan")) for k in slices]
+    rows = [(label, scan.scan_id, scan.person_id, "slice", k, UNCERTAINTY_METRIC, v) for k, v in zip(slices, values)]
+    rows.append((label, scan.scan_id, scan.person_id, "scan", pd.NA, UNCERTAINTY_METRIC,
+                 float(np.nanmean(values)) if values else float("nan")))
+    out = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+    out["slice"] = out["slice"].astype("Int64")
+    return out
 
 
 def retest_pairs(index: DatasetIndex, *, persons: Iterable[str] | None = None) -> list[tuple[Scan, Scan]]:

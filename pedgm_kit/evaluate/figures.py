@@ -118,10 +118,11 @@ def plot_metric_boxplots(
         ax.set_xlabel("")
         ax.set_ylabel("")
         ax.grid(axis="y", alpha=0.3)
-        if len(order) > 3:
+        if len(order) > 3:  # long model names: turned so they never overlap
             for label in ax.get_xticklabels():
-                label.set_rotation(30)
-                label.set_ha("right")
+                label.set_rotation(90 if len(order) > 4 else 30)
+                label.set_ha("center" if len(order) > 4 else "right")
+                label.set_fontsize(8)
     handles = [
         Line2D([], [], color="black", linewidth=2, label="median"),
         Line2D([], [], marker="D", linestyle="", markerfacecolor="white", markeredgecolor="black", label="mean"),
@@ -303,7 +304,8 @@ def plot_retest_areas(areas: pd.DataFrame, *, only_labelled: bool = False):
     models = list(dict.fromkeys(data["model"]))
     ncols = min(3, max(1, len(pairs)))
     nrows = max(1, math.ceil(len(pairs) / ncols))
-    fig = _new_figure(4.2 * ncols, 3.0 * nrows + 0.5)
+    width = max(4.2 * ncols, 7.5)  # room for the title and the legend with one pair too
+    fig = _new_figure(width, 3.0 * nrows + 0.4 + 0.25 * math.ceil(2 * len(models) / max(1, int(width // 2.3))))
     palette = dict(zip(models, sns.color_palette("colorblind", len(models))))
     for i, pair in enumerate(pairs):
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -327,8 +329,9 @@ def plot_retest_areas(areas: pd.DataFrame, *, only_labelled: bool = False):
         ax.text(0.5, 0.5, "no scan/rescan pair", ha="center", va="center", transform=ax.transAxes)
     else:
         handles, labels = fig.axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(4, len(labels)), frameon=False, fontsize=8)
-    fig.suptitle("Test-retest: GM area per slice, run-1 (solid) vs run-2 (dashed)", fontsize=11)
+        fig.legend(handles, labels, loc="outside lower center", ncols=max(1, min(len(labels), int(width // 2.3))),
+                   frameon=False, fontsize=8)
+    fig.suptitle("Test-retest: GM area per slice, run-1 (solid) vs run-2 (dashed)", fontsize=10)
     return fig
 
 

@@ -146,19 +146,31 @@ def prediction_path(output_dir: str | os.PathLike, model: str, scan_id: str) -> 
 class SegmenterPredictor:
     """Predicts by segmenting with a loaded model (:class:`pedgm_kit.segment.Segmenter`)."""
 
-    def __init__(self, spec: str, *, cord_scale=None):
+    def __init__(self, spec: str, *, cord_scale=None, uncertainty: str | None = None):
         from ..segment import Segmenter
 
         self.segmenter = Segmenter(spec)
         self.cord_scale = cord_scale
+        self.uncertainty = uncertainty or None
+        self.last_scores: list[dict] | None = None  # per-slice uncertainty of the last prediction
 
     def predict(self, scan: Scan, *, label: str, output_dir: str | os.PathLike, tta: bool, seed: int) -> Path:
-        return predict_scan(self.segmenter, scan, label=label, output_dir=output_dir, tta=tta, seed=seed,
-                            cord_scale=self.cord_scale)
+        seg = self.segmenter.segment(scan.image, tta=tta, seed=seed, cord_scale=self.cord_scale,
+                                     uncertainty=self.uncertainty)
+        target = prediction_path(output_dir, label, scan.scan_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        from ..segment import save_uncertainty
+
+        save_uncertainty(seg, target, overwrite=True)
+        extra = seg.extra.get("pedgm_uncertainty")
+        self.last_scores = None if extra is None else extra["slices"]
+        return save_like(np.asanyarray(seg.dataobj), seg, target, overwrite=True, dtype=np.uint8)
 
 
 class FolderPredictor:
     """Takes another tool's masks from a folder, matched to scans by file name."""
+
+    last_scores = None  # another tool's masks come without an uncertainty
 
     def __init__(self, folder: str | os.PathLike, *, pattern: str = DEFAULT_MASK_PATTERN):
         self.folder = Path(folder)
@@ -190,7 +202,8 @@ class FolderPredictor:
         return save_like(data.astype(np.uint8), image, target, overwrite=True, dtype=np.uint8)
 
 
-def make_predictor(spec: str, *, fold: int | None = None, mask_pattern: str = DEFAULT_MASK_PATTERN, cord_scale=None):
+def make_predictor(spec: str, *, fold: int | None = None, mask_pattern: str = DEFAULT_MASK_PATTERN, cord_scale=None,
+                   uncertainty: str | None = None):
     """The predictor of a model specification (see the module docstring), for ``fold`` if templated."""
     spec = str(spec)
     if "{fold}" in spec:
@@ -199,7 +212,7 @@ def make_predictor(spec: str, *, fold: int | None = None, mask_pattern: str = DE
         spec = spec.replace("{fold}", str(int(fold)))
     if spec not in BUILTIN_MODELS and Path(spec).is_dir():
         return FolderPredictor(spec, pattern=mask_pattern)
-    return SegmenterPredictor(spec, cord_scale=cord_scale)
+    return SegmenterPredictor(spec, cord_scale=cord_scale, uncertainty=uncertainty)
 
 
 def predict_scan(segmenter, scan: Scan, *, label: str, output_dir: str | os.PathLike, tta: bool, seed: int,

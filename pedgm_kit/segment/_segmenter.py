@@ -47,7 +47,8 @@ from ..model import load_model
 from ..registry import BUILTIN_MODELS
 from .engines import make_engine
 
-__all__ = ["DEFAULT_PADDING", "PADDINGS", "SegmentationWarning", "Segmenter", "segment_file", "segment_image"]
+__all__ = ["DEFAULT_PADDING", "PADDINGS", "UNCERTAINTY_METHODS", "SegmentationWarning", "Segmenter", "save_uncertainty",
+           "segment_file", "segment_image", "slice_scores", "uncertainty_paths"]
 
 
 class SegmentationWarning(UserWarning):
@@ -91,6 +92,52 @@ def median_gm_area_mm2(mask: nib.Nifti1Image) -> float | None:
 def estimate_cord_scale(gm_area_mm2: float) -> float:
     """Linear size of a cord relative to the adult reference, from its median GM area per slice."""
     return float(np.clip(np.sqrt(gm_area_mm2 / REFERENCE_GM_AREA_MM2), *_SCALE_RANGE))
+
+
+#: Per-voxel uncertainty of a segmentation (``uncertainty=``): the spread of the network's output
+#: over test-time augmentation passes or Monte-Carlo dropout passes (benchmarks/uncertainty.py).
+UNCERTAINTY_METHODS = ("tta", "mc_dropout")
+
+
+def _mc_dropout(model, windows: np.ndarray, *, passes: int, seed: int, batch_size: int):
+    """``passes`` probability maps with Dropout active and BatchNorm in inference (yields each)."""
+    from .._backend import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    trainable = [n.trainable for n in norms]
+    keras.utils.set_random_seed(int(seed))
+    try:
+        for n in norms:
+            n.trainable = False  # a non-trainable BatchNorm normalises with its moving statistics, even in training mode
+        for _ in range(passes):
+            out = np.empty(windows.shape, np.float32)
+            for start in range(0, len(windows), batch_size):
+                batch = windows[start : start + batch_size, ..., None]
+                out[start : start + len(batch)] = keras.ops.convert_to_numpy(model(batch, training=True))[..., 0]
+            yield out
+    finally:
+        for n, t in zip(norms, trainable):
+            n.trainable = t
+
+
+def slice_scores(umap: nib.Nifti1Image, mask: nib.Nifti1Image | None = None, *, level: float = 0.05):
+    """Per-slice uncertainty score: the mean uncertainty over the slice's uncertain-or-GM region.
+
+    The region is every voxel whose uncertainty exceeds ``level`` or that the mask holds; a slice
+    with neither scores 0. Returns a list of ``{"slice", "score", "gm_voxels"}`` along the slice axis.
+    """
+    from ..geometry import slice_axis
+
+    u = np.asanyarray(umap.dataobj, dtype=np.float32)
+    m = np.zeros(u.shape, bool) if mask is None else np.asanyarray(mask.dataobj) > 0.5
+    axis = slice_axis(umap.affine)
+    out = []
+    for k in range(u.shape[axis]):
+        uk, mk = np.take(u, k, axis=axis), np.take(m, k, axis=axis)
+        region = (uk > level) | mk
+        out.append({"slice": k, "score": float(uk[region].mean()) if region.any() else 0.0,
+                    "gm_voxels": int(mk.sum())})
+    return out
 
 
 #: How the window is filled where it leaves a small field of view (see :class:`Segmenter`).
@@ -173,6 +220,7 @@ class Segmenter:
         seed: int = 0,
         centre_on_cord: bool = True,
         cord_scale: float | str | None = None,
+        uncertainty: str | None = None,
     ) -> nib.Nifti1Image:
         """Segment GM in a 3D image; see :func:`segment_image`."""
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
@@ -182,6 +230,8 @@ class Segmenter:
             raise ParameterError(f"threshold must be a number in [0, 1), got {threshold!r}")
         threshold = float(threshold)
         scale = check_cord_scale(cord_scale)
+        if uncertainty not in (None, "", *UNCERTAINTY_METHODS):
+            raise ParameterError(f"uncertainty must be one of {', '.join(UNCERTAINTY_METHODS)} or None; got {uncertainty!r}")
         name = source_name(image)
         img = load_image(image, name=name)
         check_geometry(img, name=name, model_spacing_mm=self.spacing_mm)
@@ -192,7 +242,7 @@ class Segmenter:
             check_same_grid(img, mask_img, what="cord mask", image_name=name, other_name=mask_name)
             mask_data = check_binary(np.asanyarray(mask_img.dataobj), name=mask_name, what="cord mask")
         run = functools.partial(self._segment, img, mask_data, threshold=threshold, tta=tta, seed=seed,
-                                centre_on_cord=centre_on_cord)
+                                centre_on_cord=centre_on_cord, uncertainty=uncertainty or None)
         if scale == "auto":
             first = run(self.spacing_mm)
             area = median_gm_area_mm2(first)
@@ -208,7 +258,7 @@ class Segmenter:
         return out
 
     def _segment(self, img, cord_mask, spacing_mm: float, *, threshold: float, tta: bool, seed: int,
-                 centre_on_cord: bool) -> nib.Nifti1Image:
+                 centre_on_cord: bool, uncertainty: str | None = None) -> nib.Nifti1Image:
         """One segmentation on a model grid of ``spacing_mm`` (the model's, or scaled to the cord)."""
         grid = ModelGrid(img, spacing_mm=spacing_mm)
         raw, target = grid.volume, grid.shape_2d
@@ -226,9 +276,12 @@ class Segmenter:
             volume = self._standardise(raw, raw)
             probs = self.predict_windows(np.moveaxis(volume, 2, 0))
             info = {"localised": False, "recentred_slices": 0, "centring": "whole slice (small field of view)"}
-            if tta:
-                probs = self._tta_windows(np.moveaxis(volume, 2, 0), probs, seed=seed)
+            spread = None
+            if tta or uncertainty:
+                mean, spread = self._passes(np.moveaxis(volume, 2, 0), probs, seed=seed, method=uncertainty or "tta")
+                probs = mean if tta else probs
             full = np.moveaxis(probs, 0, 2)
+            spread_full = None if spread is None else np.moveaxis(spread, 0, 2)
             centres = np.tile(np.asarray(target, float) / 2, (n_slices, 1))
         else:
             volume = self._standardise(raw, self._windows(raw, centres, fill_from=raw))
@@ -240,11 +293,18 @@ class Segmenter:
                 info["restandardised"] = True
             centres = moved
             info["centring"] = source
-            if tta:
-                probs = self._tta(volume, centres, probs, seed=seed)
+            spread = spread_full = None
+            if tta or uncertainty:
+                windows = np.stack([self._extract(volume[..., z], centres[z]) for z in range(n_slices)])
+                mean, spread = self._passes(windows, probs, seed=seed, method=uncertainty or "tta")
+                probs = mean if tta else probs
             full = np.zeros(volume.shape, dtype=np.float32)
             for z in range(n_slices):
                 self.window.paste(full[..., z], probs[z], centres[z])
+            if spread is not None:
+                spread_full = np.zeros(volume.shape, dtype=np.float32)
+                for z in range(n_slices):
+                    self.window.paste(spread_full[..., z], spread[z], centres[z])
 
         if threshold > 0:
             full = (full > threshold).astype(np.float32)
@@ -263,6 +323,11 @@ class Segmenter:
         info["centres_model"] = [tuple(np.round(c, 1)) for c in centres]
         info["centres_las_vox"] = [tuple(np.round(c * scale - 0.5, 1)) for c in centres]
         out.extra["pedgm_segment"] = info
+        if uncertainty and spread_full is not None:
+            umap = to_image_like(np.clip(grid.to_input(spread_full), 0.0, 1.0).astype(np.float32), img, dtype=np.float32)
+            out.extra["pedgm_uncertainty"] = {"method": uncertainty, "map": umap,
+                                              "slices": slice_scores(umap, out)}
+            info["uncertainty"] = uncertainty
         return out
 
     # ------------------------------------------------------------------ standardisation
@@ -385,17 +450,29 @@ class Segmenter:
         windows = np.stack([self._extract(volume[..., z], centres[z]) for z in slices])
         probs[slices] = self.predict_windows(windows)
 
-    def _tta(self, volume, centres, probs, *, seed: int, passes: int = 8):
-        windows = np.stack([self._extract(volume[..., z], centres[z]) for z in range(volume.shape[2])])
-        return self._tta_windows(windows, probs, seed=seed, passes=passes)
+    def _passes(self, windows, probs, *, seed: int, method: str = "tta", passes: int = 8):
+        """Mean and standard deviation of the clean pass and ``passes`` perturbed ones (seeded).
 
-    def _tta_windows(self, windows, probs, *, seed: int, passes: int = 8):
-        """SCT's TTA: ``passes`` seeded intensity offsets U(0, 2) plus the clean pass, averaged."""
-        rng = np.random.default_rng(seed)
+        ``tta``: SCT's test-time augmentation, a random intensity offset U(0, 2) per pass (the mean is
+        SCT's TTA output). ``mc_dropout``: the network's Dropout layers active (BatchNorm in inference),
+        a new dropout draw per pass (Keras; the same seed gives the same draws).
+        """
         total = probs.astype(np.float64)
-        for offset in rng.uniform(0.0, 2.0, size=passes):
-            total += self.predict_windows(windows + np.float32(offset))
-        return (total / (passes + 1)).astype(np.float32)
+        squares = total ** 2
+        if method == "tta":
+            rng = np.random.default_rng(seed)
+            for offset in rng.uniform(0.0, 2.0, size=passes):
+                p = self.predict_windows(windows + np.float32(offset)).astype(np.float64)
+                total += p
+                squares += p ** 2
+        else:
+            for p in _mc_dropout(self.model, windows, passes=passes, seed=seed, batch_size=self.batch_size):
+                total += p
+                squares += p ** 2
+        n = passes + 1
+        mean = total / n
+        std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+        return mean.astype(np.float32), std.astype(np.float32)
 
 
 def segment_image(
@@ -411,6 +488,7 @@ def segment_image(
     engine: str = "auto",
     padding: str = DEFAULT_PADDING,
     cord_scale: float | str | None = None,
+    uncertainty: str | None = None,
 ) -> nib.Nifti1Image:
     """Segment spinal cord gray matter in a 3D NIfTI image.
 
@@ -445,6 +523,11 @@ def segment_image(
         linear size from a first pass (median GM area per slice against
         :data:`REFERENCE_GM_AREA_MM2`) and acts only when it is more than 12% off; a number gives
         it (0.7: the cord is 70% of an adult's). None: no normalisation.
+    uncertainty : {"tta", "mc_dropout"} or None
+        Also estimate a per-voxel uncertainty: the standard deviation of the network's output over
+        8 seeded perturbed passes and the clean one (intensity-offset TTA, or Monte-Carlo dropout).
+        The map (float32, on the input grid) and per-slice scores are in
+        ``img.extra["pedgm_uncertainty"]``; the mask stays the clean pass's (unless ``tta``).
 
     Returns
     -------
@@ -466,7 +549,7 @@ def segment_image(
                                                                      padding=padding)
     return segmenter.segment(
         image, cord_mask=cord_mask, threshold=threshold, tta=tta, seed=seed, centre_on_cord=centre_on_cord,
-        cord_scale=cord_scale,
+        cord_scale=cord_scale, uncertainty=uncertainty,
     )
 
 
@@ -484,9 +567,39 @@ def segment_file(
     """
     output = Path(output) if output is not None else default_output_path(image)
     check_output_path(output, overwrite=overwrite, inputs=(image, kwargs.get("cord_mask")))
+    if kwargs.get("uncertainty"):
+        for extra in uncertainty_paths(output):
+            check_output_path(extra, overwrite=overwrite, suffixes=None, inputs=(image,))
     seg = segment_image(image, **kwargs)
     dtype = np.uint8 if seg.get_data_dtype() == np.uint8 else np.float32
+    save_uncertainty(seg, output, overwrite=overwrite)
     return save_like(np.asanyarray(seg.dataobj), seg, output, overwrite=overwrite, dtype=dtype)
+
+
+def uncertainty_paths(output: str | os.PathLike) -> tuple[Path, Path]:
+    """``<output>_uncertainty.nii.gz`` (the map) and ``<output>_uncertainty.csv`` (per-slice scores)."""
+    output = Path(output)
+    nii = default_output_path(output, suffix="_uncertainty")
+    stem = nii.name[: -len(".nii.gz")] if nii.name.endswith(".nii.gz") else nii.stem
+    return nii, nii.with_name(stem + ".csv")
+
+
+def save_uncertainty(seg: nib.Nifti1Image, output: str | os.PathLike, *, overwrite: bool = False) -> tuple[Path, Path] | None:
+    """Write the uncertainty map and per-slice scores of ``seg`` beside ``output`` (atomically), if any."""
+    extra = seg.extra.get("pedgm_uncertainty")
+    if not extra:
+        return None
+    import pandas as pd
+
+    from .._utils import atomic_path
+
+    nii, csv = uncertainty_paths(output)
+    umap = extra["map"]
+    save_like(np.asanyarray(umap.dataobj), umap, nii, overwrite=overwrite, dtype=np.float32)
+    check_output_path(csv, overwrite=overwrite, suffixes=(".csv",))
+    with atomic_path(csv) as tmp:
+        pd.DataFrame(extra["slices"]).assign(method=extra["method"]).to_csv(tmp, index=False)
+    return nii, csv
 
 
 # ---------------------------------------------------------------------------------------- helpers

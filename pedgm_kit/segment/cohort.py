@@ -23,7 +23,7 @@ import pandas as pd
 from .. import __version__
 from ..exceptions import InputFileError, ParameterError, PedgmError
 from ..io import check_output_path, default_output_path, save_like, write_json
-from ._segmenter import Segmenter
+from ._segmenter import Segmenter, save_uncertainty
 
 __all__ = ["SUMMARY_COLUMNS", "find_images", "segment_bids", "segment_files"]
 
@@ -166,6 +166,7 @@ def _one(segmenter: Segmenter, image: Path, output: Path, *, overwrite: bool, kw
         seg = segmenter.segment(image, **kwargs)
         data = np.asanyarray(seg.dataobj)
         dtype = np.uint8 if seg.get_data_dtype() == np.uint8 else np.float32
+        save_uncertainty(seg, output, overwrite=overwrite)
         save_like(data, seg, output, overwrite=overwrite, dtype=dtype)
         row["status"] = "ok"
         _describe(row, output, seg)

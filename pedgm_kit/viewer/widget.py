@@ -234,6 +234,7 @@ class SliceViewer:
         index,
         *,
         masks: Mapping[str, Mapping[str, str | os.PathLike]] | None = None,
+        first: Sequence[str] = (),
         **kwargs,
     ) -> SliceViewer:
         """A viewer over a :class:`~pedgm_kit.datasets.DatasetIndex` and named mask files.
@@ -245,6 +246,8 @@ class SliceViewer:
             window); its unlabelled images are shown when ``masks`` has a mask for them (drafts).
         masks : mapping, optional
             ``{model_name: {scan_id: mask path}}``; a model need not cover every scan.
+        first : sequence of str, default ()
+            Scan ids listed first, in this order (e.g. drafts, least certain first).
         **kwargs
             Passed to :class:`SliceViewer` (``review``, ``mode``, ...).
 
@@ -270,6 +273,8 @@ class SliceViewer:
                 raise ParameterError(f"masks['{name}'] names scan '{unknown[0]}', which is not in the index of {index.root}")
         with_masks = {sid for per_scan in masks.values() for sid in per_scan}
         chosen = list(index.scans) + [s for s in index.unlabelled if s.scan_id in with_masks]
+        rank = {sid: i for i, sid in enumerate(first)}
+        chosen.sort(key=lambda s: rank.get(s.scan_id, len(rank)))  # stable: the rest keep index order
         if not chosen:
             raise ParameterError(f"nothing to show: the index of {index.root} has no labelled scan and masks name none")
         scans = [

@@ -1,0 +1,100 @@
+"""Which uncertainty finds the bad slices: test-time augmentation spread or Monte-Carlo dropout?
+
+On every labelled sample scan (SCT's t2s_uncropped and the 8 gm-challenge run-1 scans), as they are
+and under a SIMULATED 0.7x anatomy scale (to have enough failing slices), each scan is segmented with
+the challenge weights and each uncertainty method of :data:`pedgm_kit.segment.UNCERTAINTY_METHODS`
+(9 seeded passes). Per labelled slice: the Dice against the manual mask and the uncertainty score.
+Prints, per method and overall: slices, failures (Dice < 0.8), the AUROC of the score for finding
+them and Spearman's rho of score and Dice; the default of ``pedgm segment --uncertainty`` and the
+floor of ``tests/test_uncertainty.py`` come from this run.
+
+Usage: python benchmarks/uncertainty.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def cases():
+    """(name, condition, image, GM mask) of every labelled sample scan, plain and simulated 0.7x."""
+    import nibabel as nib
+
+    from pedgm_kit.datasets import discover_bids
+    from pedgm_kit.registry import fetch_group
+    from pedgm_kit.shift import Shift, apply_shift
+
+    t2s = fetch_group("sct_testing_data") / "t2s"
+    scans = [("t2s_uncropped", t2s / "t2s_uncropped.nii.gz", t2s / "t2s_uncropped_gmseg_manual.nii.gz")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = discover_bids(fetch_group("gm-challenge-data"))
+    scans += [(s.metadata["subject"], s.image, s.gm_mask) for s in index.scans]
+    for name, image, gm in scans:
+        img, mask = nib.load(image), nib.load(gm)
+        yield name, "as acquired", img, mask
+        shifted, masks = apply_shift(img, {"gm": mask}, Shift("scale", 0.7))
+        yield name, "simulated 0.7x anatomy", shifted, masks["gm"]
+
+
+def run() -> pd.DataFrame:
+    from pedgm_kit.geometry import slice_axis
+    from pedgm_kit.metrics import dice
+    from pedgm_kit.segment import UNCERTAINTY_METHODS, Segmenter
+
+    seg = Segmenter("challenge")
+    rows = []
+    for name, condition, img, mask in cases():
+        truth = np.asanyarray(mask.dataobj) > 0.5
+        axis = slice_axis(img.affine)
+        for method in UNCERTAINTY_METHODS:
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = seg.segment(img, uncertainty=method, seed=0)
+            seconds = time.perf_counter() - start
+            pred = np.asanyarray(out.dataobj) > 0
+            scores = {r["slice"]: r["score"] for r in out.extra["pedgm_uncertainty"]["slices"]}
+            for k in range(truth.shape[axis]):
+                t = np.take(truth, k, axis=axis)
+                if not t.any():
+                    continue  # only labelled slices are scored
+                rows.append({"scan": name, "condition": condition, "method": method, "slice": k,
+                             "dice": dice(np.take(pred, k, axis=axis), t), "score": scores[k], "seconds": seconds})
+    return pd.DataFrame(rows)
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    from scipy import stats
+
+    from pedgm_kit.evaluate import auroc
+
+    out = []
+    for (method, condition), grp in list(table.groupby(["method", "condition"])) + [
+            ((m, "all"), g) for m, g in table.groupby("method")]:
+        failed = grp["dice"] < 0.8
+        out.append({"method": method, "condition": condition, "slices": len(grp), "failed": int(failed.sum()),
+                    "auroc": auroc(grp["score"], failed), "spearman": stats.spearmanr(grp["score"], grp["dice"]).statistic,
+                    "seconds_per_scan": grp.drop_duplicates("scan")["seconds"].mean()})
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    table = run()
+    summary = summarise(table)
+    print("per-slice uncertainty score vs Dice (labelled slices; challenge weights; failure: Dice < 0.8)")
+    print(summary.round(3).to_string(index=False))
+    best = summary[summary["condition"] == "all"].sort_values("auroc", ascending=False).iloc[0]
+    print(f"best by AUROC over all slices: {best['method']} ({best['auroc']:.3f})")
+
+
+if __name__ == "__main__":
+    main()

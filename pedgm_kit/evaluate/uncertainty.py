@@ -1,0 +1,86 @@
+"""How well does the uncertainty score find bad slices? AUROC, rank correlation and the scatter plot.
+
+A slice "fails" when its Dice is below ``dice_below`` (default 0.8). The per-slice score of
+:func:`pedgm_kit.segment.slice_scores` should rank failed slices above good ones: the area under the
+ROC curve of the score for finding failures (0.5 = chance) and Spearman's correlation of score and
+Dice (negative is good) measure that.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+__all__ = ["UNCERTAINTY_METRIC", "auroc", "plot_uncertainty", "uncertainty_table"]
+
+UNCERTAINTY_METRIC = "uncertainty"
+"""Metric name of the per-slice uncertainty score in the tidy table of :func:`evaluate_models`."""
+
+
+def auroc(scores, positives) -> float:
+    """Area under the ROC curve of ``scores`` for finding ``positives`` (Mann-Whitney; ties count half).
+
+    NaN when there are no positives or no negatives.
+    """
+    scores = np.asarray(scores, float)
+    positives = np.asarray(positives, bool)
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = sps.rankdata(scores)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _pairs(tidy: pd.DataFrame) -> pd.DataFrame:
+    sub = tidy[(tidy["level"] == "slice") & tidy["metric"].isin(["DSC", UNCERTAINTY_METRIC])]
+    wide = sub.pivot_table(index=["model", "scan", "slice"], columns="metric", values="value", aggfunc="first")
+    if UNCERTAINTY_METRIC not in wide.columns or "DSC" not in wide.columns:
+        return pd.DataFrame(columns=["model", "scan", "slice", "DSC", UNCERTAINTY_METRIC])
+    return wide.dropna(subset=["DSC", UNCERTAINTY_METRIC]).reset_index()
+
+
+def uncertainty_table(tidy: pd.DataFrame, *, dice_below: float = 0.8) -> pd.DataFrame:
+    """Per model: slices, failed slices (Dice < ``dice_below``), AUROC of the score, Spearman rho."""
+    pairs = _pairs(tidy)
+    rows = []
+    for model, grp in pairs.groupby("model", sort=False):
+        failed = grp["DSC"].to_numpy(float) < dice_below
+        score = grp[UNCERTAINTY_METRIC].to_numpy(float)
+        rho = sps.spearmanr(score, grp["DSC"].to_numpy(float)).statistic if len(grp) > 2 else math.nan
+        rows.append({"model": model, "slices": len(grp), "failed": int(failed.sum()),
+                     "auroc": auroc(score, failed), "spearman": float(rho)})
+    return pd.DataFrame(rows, columns=["model", "slices", "failed", "auroc", "spearman"])
+
+
+def plot_uncertainty(tidy: pd.DataFrame, *, dice_below: float = 0.8, title: str = ""):
+    """Score against Dice, one panel per model, with the AUROC and Spearman rho in each title."""
+    from matplotlib.figure import Figure
+
+    pairs = _pairs(tidy)
+    table = uncertainty_table(tidy, dice_below=dice_below).set_index("model")
+    models = list(dict.fromkeys(pairs["model"]))
+    ncols = max(1, min(3, len(models)))
+    nrows = max(1, math.ceil(len(models) / ncols))
+    fig = Figure(figsize=(max(3.4 * ncols, 6.0), 3.2 * nrows + 0.6), layout="constrained")
+    for i, model in enumerate(models or ["(no model with an uncertainty score)"]):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        grp = pairs[pairs["model"] == model]
+        failed = grp["DSC"] < dice_below
+        ax.scatter(grp.loc[~failed, UNCERTAINTY_METRIC], grp.loc[~failed, "DSC"], s=10, alpha=0.6, label="Dice >= 0.8")
+        ax.scatter(grp.loc[failed, UNCERTAINTY_METRIC], grp.loc[failed, "DSC"], s=12, alpha=0.8, color="firebrick",
+                   label=f"Dice < {dice_below:g}")
+        ax.axhline(dice_below, color="grey", lw=0.8, ls=":")
+        if model in table.index:
+            row = table.loc[model]
+            ax.set_title(f"{model}\nAUROC {row['auroc']:.2f}, rho {row['spearman']:.2f}", fontsize=9)
+        ax.set_xlabel("uncertainty score (per slice)", fontsize=8)
+        ax.set_ylabel("Dice", fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(labelsize=8)
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title or "Does the uncertainty score find bad slices? (AUROC for Dice < 0.8)", fontsize=10)
+    return fig
