@@ -128,7 +128,7 @@ def main() -> None:
     onnx = rates["onnx"]
     result = {"bare": rates, "jax_keras": rates_jax, "end_to_end": e2e, "engine": engine, "slices": n_slices,
               "windows": windows}
-    print(f"(a) bare forward, 200x200, batch 8 (slices/s): "
+    print("(a) bare forward, 200x200, batch 8 (slices/s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in rates.items())
           + (f", keras on JAX {rates_jax:.1f}" if rates_jax else ", keras on JAX: not measured"))
     print(f"(b) segment end to end, {len(images)} scans, {n_slices} slices ({windows} windows predicted), "

@@ -239,7 +239,7 @@ def _pipeline_parameters() -> dict[str, Parameter]:
         names = ("a list of variant names, each once", _variant_names)
         for name, default, comment, rule in (
             ("variants", ["pretrained_aug"], "training variants (default the original four)", names),
-            ("adapted_variant", True, "also train pretrained_adapted (AdaBN + Dice/BCE)", None),
+            ("adapted_variant", True, "also train pretrained_adapted (Dice + BCE)", None),
             ("train_persons", [], "data-efficiency curve: training-person counts, e.g. [1, 2, 4, all]",
              ("a list of person counts (integers >= 1) and/or 'all'", _persons_list)),
             ("curve_variants", ["pretrained_noaug"], "variants of the data-efficiency curve", names),

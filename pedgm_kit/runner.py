@@ -210,7 +210,7 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
     lines = [
         "#!/usr/bin/env bash",
         f"#SBATCH --job-name={job_name}",
-        f"#SBATCH --array={','.join(map(str, tasks))}",
+        f"#SBATCH --array={_array_spec(tasks)}",
         f"#SBATCH --time={time}",
         f"#SBATCH --mem={mem}",
         f"#SBATCH --cpus-per-task={cpus}",
@@ -231,6 +231,16 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
         "",
     ]
     return "\n".join(lines)
+
+
+def _array_spec(tasks: list[int]) -> str:
+    """SLURM's ``--array`` value: runs of consecutive task ids as ranges (``0-4,7,9-10``)."""
+    parts, start = [], tasks[0]
+    for prev, cur in zip(tasks, [*tasks[1:], None]):
+        if cur != prev + 1:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = cur
+    return ",".join(parts)
 
 
 def check_run_id(run_id: str) -> str:

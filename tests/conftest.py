@@ -25,7 +25,8 @@ def _data_env(tmp_path_factory):
     if not Path(mirror).is_dir():
         pytest.exit(f"data mirror not found: {mirror} (set PEDGM_DATA_MIRROR)", returncode=2)
     old = {k: os.environ.get(k) for k in ("PEDGM_DATA_MIRROR", "PEDGM_DATA_DIR")}
-    os.environ["PEDGM_DATA_MIRROR"] = mirror
+    # absolute, so notebook kernels started in another folder find it too
+    os.environ["PEDGM_DATA_MIRROR"] = str(Path(mirror).resolve())
     os.environ["PEDGM_DATA_DIR"] = str(tmp_path_factory.mktemp("pedgm-cache"))
     yield
     for key, value in old.items():

@@ -33,7 +33,7 @@ lab : LabServer (session scope)
     copy notebooks there with :meth:`LabServer.add_notebook`. The server is stopped at the end of
     the session even when a test fails (SIGTERM, which shuts its kernels down; then SIGKILL of the
     server and of every process that carries this server's marker in its environment).
-browser : playwright.sync_api.Browser (session scope)
+browser : playwright.sync_api.Browser (module scope)
     Debian's Chromium (``/usr/bin/chromium``, or ``$PEDGM_CHROMIUM``), headless, with the flags
     that work on this machine (WebGL2 through SwiftShader included); Playwright's own browser
     downloads are never used.
@@ -397,9 +397,13 @@ def lab(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium through Playwright, for the whole session."""
+    """Headless Debian Chromium through Playwright, for one test module.
+
+    Module scope, not session: Playwright's sync API keeps an event loop open while it runs, and
+    any later module that starts its own ``sync_playwright()`` would fail inside that loop.
+    """
     path = chromium_path()
     require(_has_module("playwright"), "Python package 'playwright' is not installed (pip install playwright)")
     from playwright.sync_api import sync_playwright

@@ -260,7 +260,7 @@ def test_evaluate_pair_on_manual_cord_vs_gm_of_a_real_scan(sample_index):
 def test_evaluate_models_saves_predictions_that_score_the_same(tmp_path, sample_index, challenge_segmenter):
     scan_id = "sub-9584_run-1_T2starw"
     tidy = ev.evaluate_models(sample_index, ["challenge"], scans=[scan_id], output_dir=tmp_path, seed=0, progress=False)
-    assert list(tidy.columns) == list(ev.TIDY_COLUMNS)
+    assert list(tidy.columns) == [*ev.TIDY_COLUMNS, "fold"] and set(tidy["fold"]) == {0}
     pred = ev.prediction_path(tmp_path, "challenge", scan_id)
     assert tidy.attrs["predictions"] == {("challenge", scan_id): pred} and pred.is_file()
     scan_rows = tidy.query("level == 'scan'").set_index("metric")["value"]

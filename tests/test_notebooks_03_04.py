@@ -50,7 +50,7 @@ def test_train_cli_errors(tmp_path, capsys):
 def test_slurm_and_export_cli(tmp_path, capsys):
     out = tmp_path / "job.sbatch"
     assert main(["slurm", "--params", "parameters/demo.yaml", "--out", str(out), "--gpus", "1"]) == 0
-    assert "#SBATCH --array=0-3" in out.read_text()
+    assert "#SBATCH --array=0-4" in out.read_text()
     assert main(["slurm", "--params", "parameters/demo.yaml", "--out", str(out)]) == 2  # exists
     assert main(["export", "--model", "challenge", "--format", "hdf5", "--out", str(tmp_path / "exp")]) == 2
     (tmp_path / "exp").mkdir()

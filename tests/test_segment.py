@@ -96,7 +96,7 @@ def test_tta_is_seeded(t2s_dir, challenge_segmenter):
 
 
 def test_segmenter_arguments():
-    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         Segmenter("challenge", batch_size=0)
 
 

@@ -91,12 +91,22 @@ def test_slurm_script_is_valid_bash(tmp_path):
     path = tmp_path / "job.sbatch"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)
-    assert "#SBATCH --array=0-3" in script and "#SBATCH --gres=gpu:2" in script
-    assert "VARIANTS=(pretrained_aug pretrained_noaug scratch_aug scratch_noaug)" in script
-    # the array index picks each variant in turn
-    for index, name in enumerate(["pretrained_aug", "pretrained_noaug", "scratch_aug", "scratch_noaug"]):
-        line = script.split("VARIANTS=(")[1].split(")")[0].split()
-        assert line[index] == name
+    assert "#SBATCH --array=0-4" in script and "#SBATCH --gres=gpu:2" in script
+    # the array index picks each run of the plan (four variants and pretrained_adapted) in turn
+    tasks = script.split("# tasks: ")[1].splitlines()[0].split("; ")
+    assert [t.split(" = ")[0] for t in tasks] == ["0", "1", "2", "3", "4"]
+    assert [t.split(" = ")[1] for t in tasks] == [
+        "pretrained_aug", "pretrained_noaug", "scratch_aug", "scratch_noaug", "pretrained_adapted"
+    ]
+    assert 'pedgm train --params parameters/demo.yaml --task "$SLURM_ARRAY_TASK_ID"' in script
+
+
+def test_slurm_array_spec():
+    from pedgm_kit.runner import _array_spec
+
+    assert _array_spec([0, 1, 2, 3]) == "0-3"
+    assert _array_spec([0, 2, 3, 4, 7]) == "0,2-4,7"
+    assert _array_spec([5]) == "5"
 
 
 def test_augmented_tf_pipeline_changes_between_epochs(rng):

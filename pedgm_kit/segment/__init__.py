@@ -11,10 +11,14 @@ from ..geometry import ModelGrid, centres_from_mask
 from ._segmenter import (
     DEFAULT_PADDING,
     PADDINGS,
+    UNCERTAINTY_METHODS,
     SegmentationWarning,
     Segmenter,
+    save_uncertainty,
     segment_file,
     segment_image,
+    slice_scores,
+    uncertainty_paths,
 )
 from .cohort import SUMMARY_COLUMNS, find_images, segment_bids, segment_files
 from .engines import ENGINES

@@ -105,8 +105,14 @@ def _mc_dropout(model, windows: np.ndarray, *, passes: int, seed: int, batch_siz
 
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     trainable = [n.trainable for n in norms]
-    keras.utils.set_random_seed(int(seed))
+    # each Dropout layer draws from its own seed generator, whose state advances with every call:
+    # start every layer from a state derived from ``seed`` (restored afterwards), so one seed, one map
+    generators = [layer.seed_generator for layer in model.layers
+                  if isinstance(layer, keras.layers.Dropout) and getattr(layer, "seed_generator", None) is not None]
+    states = [keras.ops.convert_to_numpy(g.state.value) for g in generators]
     try:
+        for i, g in enumerate(generators):
+            g.state.assign(np.array([int(seed) * 1009 + i, 0], dtype=states[i].dtype))
         for n in norms:
             n.trainable = False  # a non-trainable BatchNorm normalises with its moving statistics, even in training mode
         for _ in range(passes):
@@ -118,6 +124,8 @@ def _mc_dropout(model, windows: np.ndarray, *, passes: int, seed: int, batch_siz
     finally:
         for n, t in zip(norms, trainable):
             n.trainable = t
+        for g, state in zip(generators, states):
+            g.state.assign(state)
 
 
 def slice_scores(umap: nib.Nifti1Image, mask: nib.Nifti1Image | None = None, *, level: float = 0.05):

@@ -1,0 +1,227 @@
+"""Proof that fine-tuning adapts (issue 12): simulated shifts, AdaBN, Dice + BCE, determinism.
+
+Everything shifted here is SIMULATED (a contrast inversion or shrunken anatomy of real adult scans),
+never pediatric data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import keras
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from pedgm_kit.shift import Shift, apply_shift, parse_shift, simulate_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The demo split of the sample data (notebook 02 with parameters/demo.yaml): persons per role.
+DEMO_SPLIT = {
+    "train": ["sub-10062Ses1", "sub-10062Ses2", "sub-9669", "sub-9709Ses1", "sub-9709Ses2"],
+    "val": ["sub-9418", "sub-9604"],
+    "test": ["sub-9584"],
+}
+# The shift test's budget (benchmarks/adapt_recipes.py --slices 48 --epochs 9 measured the numbers
+# below on this split under the SIMULATED inversion; README "Does fine-tuning adapt?").
+BUDGET = {"max_slices": 48, "epochs": 9, "batch_size": 4, "learning_rate": 1e-3}
+BEST_RECIPE = "dice_bce"
+
+
+# ------------------------------------------------------------------------------------- the shifts
+
+
+def _blob_scan(shape=(40, 40, 4)):
+    data = np.zeros(shape, np.float32) + 10.0
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    disc = (yy - 20) ** 2 + (xx - 20) ** 2 <= 8 ** 2
+    data[disc] = 100.0
+    affine = np.diag([0.5, 0.5, 5.0, 1.0])
+    mask = np.repeat(disc[..., None], shape[2], axis=2).astype(np.uint8)
+    return nib.Nifti1Image(data, affine), nib.Nifti1Image(mask, affine)
+
+
+def test_parse_shift():
+    assert parse_shift("") is None
+    assert parse_shift("invert") == Shift("invert", 1.0)
+    assert parse_shift("scale:0.7") == Shift("scale", 0.7)
+    for bad in ("scale:1", "scale:0.1", "flip", "scale:x"):
+        with pytest.raises(Exception, match="shift must be"):
+            parse_shift(bad)
+
+
+def test_invert_keeps_range_and_masks():
+    img, mask = _blob_scan()
+    out, masks = apply_shift(img, {"gm": mask}, Shift("invert", 1.0))
+    data = np.asanyarray(out.dataobj)
+    assert data.min() == 10.0 and data.max() == 100.0
+    assert np.array_equal(data, 110.0 - np.asanyarray(img.dataobj))
+    assert np.array_equal(np.asanyarray(masks["gm"].dataobj), np.asanyarray(mask.dataobj))
+    assert np.array_equal(out.affine, img.affine) and out.shape == img.shape
+
+
+def test_scale_shrinks_anatomy_in_plane_only():
+    img, mask = _blob_scan()
+    out, masks = apply_shift(img, {"gm": mask}, Shift("scale", 0.7))
+    before = np.asanyarray(mask.dataobj).sum(axis=(0, 1))
+    after = np.asanyarray(masks["gm"].dataobj).sum(axis=(0, 1))
+    assert out.shape == img.shape and np.array_equal(out.affine, img.affine)
+    assert np.allclose(after / before, 0.49, atol=0.06)  # area x 0.7^2, every slice (not along z)
+    assert set(np.unique(np.asanyarray(masks["gm"].dataobj))) <= {0, 1}
+
+
+def test_simulated_dataset_is_named_simulated(gm_challenge, tmp_path):
+    from pedgm_kit.datasets import discover_bids
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = discover_bids(gm_challenge)
+    one = type(index)(scans=index.scans[:1], unlabelled=[], root=index.root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = simulate_dataset(one, tmp_path / "simulated-invert", Shift("invert", 1.0))
+    note = (tmp_path / "simulated-invert" / "SIMULATED.txt").read_text()
+    assert note.startswith("SIMULATED DATA") and "not real pediatric data" in note
+    assert len(out.scans) == 1
+    src, dst = nib.load(index.scans[0].image), nib.load(out.scans[0].image)
+    assert dst.shape == src.shape and np.allclose(dst.affine, src.affine)
+
+
+# --------------------------------------------------------------------------- AdaBN and the losses
+
+
+def test_adabn_moves_only_batchnorm_statistics(rng):
+    from pedgm_kit.model import build_model
+    from pedgm_kit.train import adapt_batchnorm
+
+    model = build_model(4, input_shape=(64, 64, 1))
+    images = rng.normal(3.0, 2.0, size=(12, 64, 64, 1)).astype(np.float32)
+    weights = {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
+    momenta = [layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    batches = adapt_batchnorm(model, images, batch_size=4)
+    assert batches == 3
+    norm = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    # the first BatchNorm's moving mean is now the mean, over all images, of its input
+    upstream = keras.Model(model.inputs, model.get_layer(index=model.layers.index(norm) - 1).output)
+    expected = keras.ops.convert_to_numpy(upstream(images)).mean(axis=(0, 1, 2))
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_mean), expected, rtol=1e-4, atol=1e-4)
+    for w in model.weights:
+        changed = not np.array_equal(weights[w.path], keras.ops.convert_to_numpy(w))
+        assert changed == ("moving_" in w.path), w.path
+    assert momenta == [layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def test_dice_bce_has_gradient_where_dice_saturates():
+    """A network sure of the wrong answer: Dice's gradient vanishes, Dice + BCE's does not."""
+    import tensorflow as tf
+
+    from pedgm_kit.model import dice_bce_loss, dice_loss
+
+    truth = np.zeros((1, 8, 8, 1), np.float32)
+    truth[0, 2:6, 2:6] = 1.0
+    logits = tf.Variable(np.where(truth > 0, -12.0, 12.0).astype(np.float32))  # saturated, inverted
+    grads = {}
+    for name, loss in (("dice", dice_loss), ("dice_bce", dice_bce_loss)):
+        with tf.GradientTape() as tape:
+            value = loss(truth, tf.sigmoid(logits))
+        grads[name] = float(tf.reduce_max(tf.abs(tape.gradient(value, logits))))
+    assert grads["dice"] < 1e-4 and grads["dice_bce"] > 1e3 * grads["dice"]
+
+
+# ------------------------------------------------------------------------- same seed, same numbers
+
+_TRAIN_CHILD = """
+import sys
+from pedgm_kit.train import TrainConfig, train_variant
+config = TrainConfig(pretrained=True, augment=True, epochs=2, sweep=True, max_slices=8, seed=5, batch_size=4)
+train_variant(sys.argv[1], sys.argv[2], config, verbose=0, export_onnx=False)
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_same_history(tiny_data, tmp_path):
+    """Deterministic by default: two processes with the same seed write identical history.csv."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    histories = []
+    for k in (1, 2):
+        out = tmp_path / f"run{k}"
+        subprocess.run([sys.executable, "-c", _TRAIN_CHILD, str(tiny_data), str(out)], check=True, env=env,
+                       capture_output=True, text=True, timeout=900)
+        (history,) = out.glob("*/history.csv")
+        histories.append(history.read_bytes())
+    assert histories[0] == histories[1]
+    rows = pd.read_csv(out / history.parent.name / "history.csv")
+    assert len(rows) == 3 and rows["val_dice"].notna().all()  # epoch 0 (the start) and two epochs
+
+
+# ----------------------------------------------------- the shift test: fine-tuning adapts at all
+
+
+@pytest.fixture(scope="module")
+def inverted_demo_split(gm_challenge, tmp_path_factory):
+    """The demo split of the sample data, every scan SIMULATED-inverted before preprocessing."""
+    from pedgm_kit.data_creation import build_split_arrays, save_npz
+    from pedgm_kit.datasets import discover_bids
+    from pedgm_kit.preprocess import preprocess_scan, save_preprocessed
+
+    root = tmp_path_factory.mktemp("simulated-invert")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        index = simulate_dataset(discover_bids(gm_challenge), root / "simulated-invert", Shift("invert", 1.0))
+    rows, split_scans = [], {}
+    (root / "pre").mkdir()
+    for role, subjects in DEMO_SPLIT.items():
+        scans = [s for s in index.scans if s.metadata["subject"] in subjects]
+        assert len(scans) == len(subjects), (role, [s.metadata["subject"] for s in scans])
+        split_scans[role] = [s.scan_id for s in scans]
+        for scan in scans:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                paths = save_preprocessed(preprocess_scan(scan), root / "pre")
+            rows.append({"scan_id": scan.scan_id, "person_id": scan.person_id, "image": paths["image"].name})
+    frame = pd.DataFrame(rows)
+    (root / "data").mkdir()
+    for role, ids in split_scans.items():
+        save_npz(build_split_arrays(frame, ids, root=root / "pre"), root / "data" / f"{role}.npz")
+    return root / "data"
+
+
+_RECIPE_CHILD = """
+import json, sys
+from pedgm_kit.train import RECIPES, TrainConfig, train_variant
+recipe, data, out, budget = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+settings = {} if recipe == "scratch" else RECIPES[recipe]
+config = TrainConfig(pretrained=recipe != "scratch", augment=False, sweep=True, seed=0, **budget, **settings)
+summary = train_variant(data, out, config, verbose=0, export_onnx=False)
+print("json:" + json.dumps({k: summary[k] for k in ("test_dice_05", "test_dice", "baseline_test_dice_05",
+                                                     "baseline_test_dice", "best_val_dice", "best_epoch")}))
+"""
+
+
+def _train(recipe, data, out):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", _RECIPE_CHILD, recipe, str(data), str(out), json.dumps(BUDGET)],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads([r for r in proc.stdout.splitlines() if r.startswith("json:")][-1][5:])
+
+
+@pytest.mark.slow
+def test_best_recipe_adapts_to_simulated_inversion(inverted_demo_split, tmp_path):
+    """Under a SIMULATED contrast inversion, the best recipe fine-tunes the pretrained network to a
+    held-out Dice at least 0.3 above the untrained baseline and above training from scratch at the
+    same budget (48 slices, 9 epochs, batch 4, Adam 1e-3; test person sub-9584). Measured values in
+    the README and in MEASURED below."""
+    best = _train(BEST_RECIPE, inverted_demo_split, tmp_path / "best")
+    scratch = _train("scratch", inverted_demo_split, tmp_path / "scratch")
+    baseline = best["baseline_test_dice_05"]
+    assert baseline < 0.1  # the adult network fails on the simulated new contrast
+    assert best["test_dice_05"] >= baseline + 0.3, (best, scratch)
+    assert best["test_dice_05"] > scratch["test_dice_05"], (best, scratch)
