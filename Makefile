@@ -42,7 +42,7 @@ demo-cv: venv
 	$(BIN)/pedgm run --params parameters/demo_cv.yaml
 
 test: venv $(KERNEL) $(VENV)/.crosscheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 	$(BIN)/python -m pytest -q --nbval tests/golden --nbval-sanitize-with tests/golden/sanitize.cfg
 
 segment-demo: venv

@@ -51,8 +51,9 @@ def get_parser() -> argparse.ArgumentParser:
     seg.add_argument("--tta", action="store_true", help="test-time augmentation (9 passes, seeded)")
     seg.add_argument("--seed", type=int, default=0, help="seed of the TTA offsets (default 0)")
     seg.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    seg.add_argument("--engine", default="auto", choices=("auto", "keras", "xla", "onnx"),
-                     help="what runs the network (default auto: XLA-compiled Keras with TensorFlow)")
+    seg.add_argument("--engine", default="auto", choices=("auto", "keras", "xla", "onnx", "openvino"),
+                     help="what runs the network (default auto: OpenVINO when installed, else XLA-compiled Keras, "
+                          "with TensorFlow; identical masks)")
     seg.add_argument("--padding", default=None, choices=("reflect", "mean", "background", "none"),
                      help="what fills the window beyond a small field of view (default: see pedgm_kit.segment)")
     seg.add_argument("--uncertainty", nargs="?", const="tta", choices=("tta", "mc_dropout"),

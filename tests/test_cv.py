@@ -76,7 +76,7 @@ def test_training_plan_folds_variants_and_subsets():
     first = plan[0]
     assert first.parameters["data_dir"] == "d/fold-1" and first.parameters["output_dir"] == "t/fold-1"
     adapted = next(r for r in plan if r.variant == "pretrained_adapted" and r.persons == 0)
-    assert adapted.parameters["adabn"] and adapted.parameters["loss"] == "dice_bce" and adapted.parameters["pretrained"]
+    assert not adapted.parameters["adabn"] and adapted.parameters["loss"] == "dice_bce" and adapted.parameters["pretrained"]
     subset = next(r for r in plan if r.persons == 2 and r.variant == "scratch_noaug" and r.fold == 3)
     assert subset.parameters["output_dir"] == "t/fold-3/persons-2" and subset.parameters["train_persons"] == 2
     assert len(training_plan({"train": {}})) == 5  # no folds: the four variants and the adapted one

@@ -1,4 +1,4 @@
-"""`pedgm run` end to end: the demo_cv profile (3-fold CV, simulated shift, data-efficiency curve) at tiny
+"""`pedgm run` end to end: the demo_cv profile (k-fold CV, simulated shift, data-efficiency curve) at tiny
 sizes, the report in a real browser, failures and run ids."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pedgm_kit.runner import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: parameters/demo_cv.yaml at tiny sizes: every notebook, every mechanism, little training
+#: parameters/demo_cv.yaml at tiny sizes: every notebook, every mechanism, little training (2 folds, 6 runs)
 TINY = {
-    "data": {"cv_folds": 3},
+    "data": {"cv_folds": 2},
     "train": {"epochs": 1, "max_slices": 8, "sweep": True, "export_onnx": False},
-    "pipeline": {"variants": ["pretrained_noaug"], "adapted_variant": True, "train_persons": [1, "all"],
+    "pipeline": {"variants": ["scratch_noaug"], "adapted_variant": True, "train_persons": [1, "all"],
                  "curve_variants": ["pretrained_adapted"]},
     "evaluate": {"n_boot": 200, "retest": True},
 }
@@ -49,7 +49,7 @@ def test_demo_cv_end_to_end(cv_run, capsys):
     manifest = json.loads((run / "data" / "manifest.json").read_text())
     results = json.loads((run / "evaluation" / "results.json").read_text())
     folds = manifest["folds"]
-    assert len(folds) == 3 and results["folds"] == 3
+    assert len(folds) == 2 and results["folds"] == 2
     person = {r["scan_id"]: r["person_id"] for r in pd.read_csv(run / "preprocess" / "preprocessed" / "index.csv",
                                                                dtype=str).to_dict("records")}
     tested = [s for fold in folds for s in fold["test"]]
@@ -57,8 +57,8 @@ def test_demo_cv_end_to_end(cv_run, capsys):
     for fold in folds:
         roles = {name: {person[s] for s in ids} for name, ids in fold.items()}
         assert not (roles["train"] & roles["val"]) and not (roles["train"] | roles["val"]) & roles["test"]
-    for k in (1, 2, 3):
-        for variant in ("pretrained_noaug", "pretrained_adapted"):
+    for k in (1, 2):
+        for variant in ("scratch_noaug", "pretrained_adapted"):
             assert (run / "train" / f"fold-{k}" / variant / "best.hdf5").is_file()
         assert (run / "train" / f"fold-{k}" / "persons-1" / "pretrained_adapted" / "summary.json").is_file()
     # the simulated shift is named in the outputs and the report, and the data really is shifted
@@ -67,13 +67,13 @@ def test_demo_cv_end_to_end(cv_run, capsys):
     page = (run / "index.html").read_text()
     assert "SIMULATED DATA: simulated contrast inversion" in page and "pediatric" in page
     headline = pd.read_csv(run / "evaluation" / "headline.csv")
-    assert set(headline["model"]) == {"challenge", "large", "pretrained_noaug", "pretrained_adapted"}
+    assert set(headline["model"]) == {"challenge", "large", "scratch_noaug", "pretrained_adapted"}
     assert (headline["n_persons"] == 6).all() and headline["ci_low"].notna().all()
     per_fold = pd.read_csv(run / "evaluation" / "per_fold_dsc.csv")
-    assert {"fold 1", "fold 2", "fold 3", "mean", "sd"} <= set(per_fold.columns)
+    assert {"fold 1", "fold 2", "mean", "sd"} <= set(per_fold.columns)
     efficiency = pd.read_csv(run / "evaluation" / "efficiency.csv")
     assert set(efficiency["variant"]) == {"baseline", "pretrained_adapted"}
-    assert (efficiency.loc[efficiency["variant"] == "pretrained_adapted", "n_folds"] == 3).all()
+    assert (efficiency.loc[efficiency["variant"] == "pretrained_adapted", "n_folds"] == 2).all()
     # a second run with the same id is refused; the first is untouched
     before = (run / "index.html").stat().st_mtime_ns
     assert main(["run", "--params", str(params), "--outputs", str(run.parent), "--run-id", "r1"]) == 2

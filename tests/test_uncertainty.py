@@ -20,9 +20,13 @@ from pedgm_kit.cli import main
 from pedgm_kit.evaluate import auroc, uncertainty_table
 from pedgm_kit.segment import UNCERTAINTY_METHODS, slice_scores, uncertainty_paths
 
-# measured by benchmarks/uncertainty.py on 2026-11-27 (see README "Uncertainty")
-MEASURED_AUROC = {"tta": None, "mc_dropout": None}
-AUROC_FLOOR = 0.65
+# measured by benchmarks/uncertainty.py on 2026-12-05 (README "Which slices to review"): AUROC over all
+# 309 labelled slices (46 with Dice < 0.8) / over the 154 under the simulated 0.7x scale (42 failures,
+# where nearly all failures are). TTA stays the default: it is as good where there are enough failures
+# to tell (0.688 vs 0.664) and 5x faster (7.4 vs 35.6 s per scan); MC dropout's higher pooled AUROC rests
+# on 4 failures among the scans as acquired (0.972 vs 0.896).
+MEASURED_AUROC = {"tta": (0.794, 0.688), "mc_dropout": (0.841, 0.664)}
+AUROC_FLOOR = 0.65  # this test's subset of 4 scans passed above it; clearly above chance (0.5)
 DEFAULT_METHOD = UNCERTAINTY_METHODS[0]
 
 

@@ -77,7 +77,8 @@ class TrainConfig:
     warmup_epochs : int
         Linear learning-rate warm-up over this many epochs (0: none).
     deterministic : bool
-        Identical results for the same seed (TensorFlow op determinism, seeded pipelines); costs
+        Identical results for the same seed (TensorFlow op determinism, seeded pipelines, augmentation
+        not overlapped with the training step, one inter-op thread: see ``pedgm_kit._backend``); costs
         some speed (``benchmarks/bench_train.py``). False for the backend's fastest kernels.
     """
 

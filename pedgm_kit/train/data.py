@@ -96,10 +96,13 @@ class _NumpyBatches(keras.utils.PyDataset):
 
 
 def make_dataset(images, masks, *, batch_size: int, augment: bool, seed: int, shuffle: bool = True,
-                 config: AugmentConfig | None = None, backend: str | None = None):
+                 config: AugmentConfig | None = None, backend: str | None = None, overlap: bool = True):
     """Training/evaluation input: ``tf.data`` under TensorFlow, a NumPy PyDataset otherwise.
 
     Training batches (``shuffle=True``) drop the remainder so every batch has ``batch_size`` slices.
+    ``overlap=False`` augments each batch when the training step asks for it instead of in parallel
+    with the previous step: deterministic training needs it (measured: augmenting on the CPU while a
+    step runs changes the step's float rounding, so two runs differed after one epoch).
     """
     config = config or AugmentConfig()
     backend = backend or keras.backend.backend()
@@ -129,7 +132,9 @@ def make_dataset(images, masks, *, batch_size: int, augment: bool, seed: int, sh
         params = tf.data.Dataset.from_generator(param_stream, output_signature=signature)
         n_batches = len(images) // batch_size
         data = tf.data.Dataset.zip((data, params)).map(
-            lambda xy, p: apply_augmentation(xy[0], xy[1], p), num_parallel_calls=tf.data.AUTOTUNE
+            lambda xy, p: apply_augmentation(xy[0], xy[1], p), num_parallel_calls=tf.data.AUTOTUNE if overlap else None
         )
         data = data.apply(tf.data.experimental.assert_cardinality(n_batches))
+        if not overlap:
+            return data
     return data.prefetch(tf.data.AUTOTUNE)

@@ -180,7 +180,8 @@ def train_variant(
     model = build_for_training(config, shape, adapt_on=x_train)
     setup_seconds = time.perf_counter() - start
     train_data = make_dataset(x_train, y_train, batch_size=config.batch_size, augment=config.augment,
-                              seed=config.seed, config=AugmentConfig(**config.augmentation))
+                              seed=config.seed, config=AugmentConfig(**config.augmentation),
+                              overlap=not config.deterministic)
     val_data = make_dataset(x_val, y_val, batch_size=8, augment=False, seed=config.seed, shuffle=False)
     initial_val = float(model.evaluate(val_data, verbose=0, return_dict=True)["dice"])
     recorder = _Recorder(folder, metadata, {"epoch": 0.0, "loss": np.nan, "dice": np.nan, "val_loss": np.nan,
