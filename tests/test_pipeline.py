@@ -60,6 +60,8 @@ def test_demo_cv_end_to_end(cv_run, capsys):
     for k in (1, 2):
         for variant in ("scratch_noaug", "pretrained_adapted"):
             assert (run / "train" / f"fold-{k}" / variant / "best.hdf5").is_file()
+            meta = json.loads((run / "train" / f"fold-{k}" / variant / "best.json").read_text())
+            assert meta["threshold"] == (0.5 if variant == "pretrained_adapted" else 0.999)  # Dice + BCE: probabilities
         assert (run / "train" / f"fold-{k}" / "persons-1" / "pretrained_adapted" / "summary.json").is_file()
     # the simulated shift is named in the outputs and the report, and the data really is shifted
     assert results["shift"] == "simulated contrast inversion"
@@ -74,6 +76,9 @@ def test_demo_cv_end_to_end(cv_run, capsys):
     efficiency = pd.read_csv(run / "evaluation" / "efficiency.csv")
     assert set(efficiency["variant"]) == {"baseline", "pretrained_adapted"}
     assert (efficiency.loc[efficiency["variant"] == "pretrained_adapted", "n_folds"] == 2).all()
+    runs = pd.read_csv(run / "evaluation" / "efficiency_runs.csv")
+    assert (runs["threshold"] == 0.5).all()  # the curve's variant (Dice + BCE) scored at its own threshold
+    assert (runs["test_dice_own"] == runs["test_dice_05"]).all()
     # a second run with the same id is refused; the first is untouched
     before = (run / "index.html").stat().st_mtime_ns
     assert main(["run", "--params", str(params), "--outputs", str(run.parent), "--run-id", "r1"]) == 2

@@ -56,7 +56,9 @@ def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``fold, variant, subset`` (the requested size, or ``all``), ``n_persons`` (the persons
-        actually trained on), ``test_dice, test_dice_05, baseline_test_dice, baseline_test_dice_05``;
+        actually trained on), ``test_dice, test_dice_05, baseline_test_dice, baseline_test_dice_05`` (at
+        SCT's 0.999 and at 0.5), ``threshold`` (the model's own, from ``best.json``) and
+        ``test_dice_own, baseline_test_dice_own`` (each model at its own threshold);
         only variants with subset runs; empty if there is none.
     """
     rows = []
@@ -66,6 +68,8 @@ def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
         summary = json.loads(path.read_text())
         if summary["variant"] not in curve_variants:
             continue  # trained on all persons only: not part of the curve
+        meta = path.parent / "best.json"
+        threshold = float(json.loads(meta.read_text()).get("threshold", 0.999)) if meta.is_file() else 0.999
         fold = int(next(p for p in path.parts if p.startswith("fold-")).split("-")[1])
         subset = next((p.split("-", 1)[1] for p in path.parts if p.startswith("persons-")), "all")
         rows.append({
@@ -74,9 +78,12 @@ def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
             "test_dice": summary.get("test_dice"), "test_dice_05": summary.get("test_dice_05"),
             "baseline_test_dice": summary.get("baseline_test_dice"),
             "baseline_test_dice_05": summary.get("baseline_test_dice_05"),
+            "threshold": threshold,  # the model's own (best.json): 0.5 for Dice + BCE, SCT's 0.999 otherwise
+            "test_dice_own": summary.get("test_dice_05" if threshold == 0.5 else "test_dice"),
+            "baseline_test_dice_own": summary.get("baseline_test_dice"),  # the challenge weights: 0.999
         })
     columns = ["fold", "variant", "subset", "n_persons", "test_dice", "test_dice_05", "baseline_test_dice",
-               "baseline_test_dice_05"]
+               "baseline_test_dice_05", "threshold", "test_dice_own", "baseline_test_dice_own"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -68,7 +68,8 @@ class TrainConfig:
         float16 compute, float32 weights and output.
     loss : {"dice", "dice_bce"}
         The study's soft Dice loss, or Dice plus binary cross-entropy (whose gradient does not vanish
-        when a pretrained network's sigmoid outputs are saturated on the wrong side).
+        when a pretrained network's sigmoid outputs are saturated on the wrong side). A ``dice_bce``
+        model's weights record threshold 0.5 (its output is a probability), a Dice model's SCT's 0.999.
     adabn : bool
         Re-estimate every BatchNorm layer's statistics on the training slices before training
         (AdaBN: the network's normalisation moves to the new domain before any weight does).
