@@ -97,7 +97,8 @@ def test_efficiency_figure():
          "baseline_test_dice": 0.0, "baseline_test_dice_05": 0.0}
         for f in (1, 2, 3) for v in ("pretrained_adapted", "scratch_noaug")
         for s, n, d in (("1", 1, 0.3 + 0.05 * f), ("2", 2, 0.4), ("all", 4, 0.55))])
-    fig = plot_efficiency(curve_table(curve), title="Held-out Dice vs training persons - SIMULATED: contrast inversion")
+    title = ("Held-out Dice vs training persons (95% CI across folds) - SIMULATED: simulated contrast inversion")
+    fig = plot_efficiency(curve_table(curve), title=title)  # notebook 05's title under demo_cv: wrapped, not cut
     assert layout_problems(fig, dpi=110) == []
 
 

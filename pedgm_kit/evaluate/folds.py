@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,7 @@ def plot_efficiency(table: pd.DataFrame, *, title: str = "", threshold_note: str
     ax.set_ylim(0, 1)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title or "Data efficiency: held-out Dice vs training persons (95% CI across folds)", fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    title = title or "Data efficiency: held-out Dice vs training persons (95% CI across folds)"
+    ax.set_title(textwrap.fill(title, 72), fontsize=10)  # a long title (a simulated shift's label) wraps, never cut
     return fig
