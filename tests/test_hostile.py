@@ -372,10 +372,16 @@ def test_verbose_before_or_after_the_command(tmp_path, capsys, where):
     assert "Traceback" in err and err.strip().splitlines()[-1].startswith("pedgm segment: error: ")
 
 
+def _restore_sigint() -> None:
+    # a test run started in the background by a non-interactive shell (`.ci/run &`) inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt: give the child the terminal's default
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pedgm(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "pedgm_kit.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_restore_sigint, **kwargs)
 
 
 @pytest.mark.slow
