@@ -7,9 +7,11 @@ KERNEL := $(VENV)/share/jupyter/kernels/pedgm/kernel.json
 # Elsewhere e.g. TORCH="torch --index-url https://download.pytorch.org/whl/cpu".
 TORCH ?= torch==2.13.0
 LAB_PORT ?= 8888
+# Jupyter refuses to start as root ("Running as root is not recommended") unless told; containers run as root.
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PEDGM_DATA_MIRROR ?= $(abspath ../shared/pedgm-data)
 
-.PHONY: venv kernel lab demo demo-cv segment-demo test bench clean
+.PHONY: venv kernel lab demo demo-cv segment-demo test test-fast bench clean
 
 $(BIN)/pedgm: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run with PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -32,8 +34,8 @@ kernel: $(KERNEL)
 
 lab: venv $(KERNEL)
 	@echo "JupyterLab on notebooks/: run 01 -> 05 in order (each 'Run All'); outputs go to outputs/notebooks/"
-	cd notebooks && ../$(BIN)/jupyter lab --ServerApp.port=$(LAB_PORT) --LabApp.news_url=None \
-		--MappingKernelManager.default_kernel_name=pedgm
+	cd notebooks && ../$(BIN)/jupyter lab --ServerApp.port=$(LAB_PORT) --LabApp.news_url=None $(LAB_ROOT_FLAG) \
+		--MappingKernelManager.default_kernel_name=pedgm $(LAB_ARGS)
 
 demo: venv
 	$(BIN)/pedgm run --params parameters/demo.yaml
@@ -44,6 +46,10 @@ demo-cv: venv
 test: venv $(KERNEL) $(VENV)/.crosscheck
 	$(BIN)/python -m pytest -q --durations=25
 	$(BIN)/python -m pytest -q --nbval tests/golden --nbval-sanitize-with tests/golden/sanitize.cfg
+
+# The edit-test loop: no test marked slow (the network on real scans, training, notebooks) or browser.
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
 segment-demo: venv
 	$(BIN)/python -m pedgm_kit.demo

@@ -18,7 +18,10 @@ def atomic_path(path: str | os.PathLike):
     """
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".part{suffix}")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".part{suffix}")
+    except OSError as err:  # e.g. a read-only folder: name the output asked for, not the temporary name
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     os.close(fd)
     try:
         try:

@@ -247,16 +247,11 @@ def _cmd_slurm(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from pathlib import Path
-
-    from .exceptions import InputFileError
-    from .io import check_output_path, write_json
+    from .io import check_output_folder, check_output_path, write_json
     from .model import export_onnx, load_model, save_legacy_weights
     from .weights import read_metadata, weights_path
 
-    out = Path(args.out)
-    if not out.is_dir():
-        raise InputFileError(f"Output folder does not exist: '{out}'")
+    out = check_output_folder(args.out, what="--out")
     source = weights_path(args.model)
     meta = read_metadata(source)
     target = out / f"{source.stem}.{args.format}"

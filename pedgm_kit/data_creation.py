@@ -9,6 +9,13 @@ Notebook 02 calls these. Each split's ``.npz`` holds, one row per axial slice:
 
 Arrays hold no Python objects, so they load with ``np.load(..., allow_pickle=False)``. Files are
 written to a temporary name and renamed into place.
+
+Beside the arrays, ``scans.json`` (:data:`SCANS_FILE`) lists every scan of the data folder: its split,
+person, how its window was centred (``centring``: "model" for a scan prepared as a new scan is,
+"cord mask"/"gm mask" when a manual mask positioned it) and its source image and mask, so a trained
+model can be scored on the full source scans (:func:`pedgm_kit.evaluate.scoring.score_test_scans`).
+A validation or test scan whose window a manual mask positioned is refused (the answer would have
+placed the question).
 """
 
 from __future__ import annotations
@@ -24,17 +31,20 @@ import pandas as pd
 from ._utils import atomic_path
 from .exceptions import InputFileError, PedgmError
 from .io import write_json
-from .preprocess import load_preprocessed, standardise
+from .preprocess import MASK_CENTRINGS, load_preprocessed, standardise
 from .registry import sha256sum
 from .weights import DEFAULT_METADATA
 
 __all__ = [
     "ARRAY_KEYS",
+    "SCANS_FILE",
+    "check_centring",
     "build_split_arrays",
     "file_record",
     "fold_data_dir",
     "load_split",
     "read_manifest",
+    "read_scans",
     "save_npz",
     "verify_arrays",
     "verify_split",
@@ -43,6 +53,37 @@ __all__ = [
 ]
 
 ARRAY_KEYS = ("images", "masks", "scan_id", "person_id", "slice_index", "spacing_mm")
+
+#: The per-scan record written beside a data folder's arrays (:func:`write_arrays`, :func:`read_scans`).
+SCANS_FILE = "scans.json"
+
+#: Columns of notebook 01's ``index.csv`` carried into :data:`SCANS_FILE` when present.
+_SCAN_COLUMNS = ("person_id", "centring", "cord_scale", "cord_scale_rule", "source_image", "source_gm_mask")
+
+
+def check_centring(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]]) -> None:
+    """Refuse a validation or test scan whose window a manual mask positioned.
+
+    ``frame``'s ``centring`` column (notebook 01's ``index.csv``) says how each window was centred;
+    only training scans may say "cord mask" or "gm mask". A frame without the column (arrays built
+    from an older index) passes: nothing is recorded to check.
+
+    Raises
+    ------
+    PedgmError
+        Naming the split, the scans and their centring.
+    """
+    if "centring" not in frame.columns:
+        return
+    centring = dict(zip(frame["scan_id"], frame["centring"]))
+    for name, ids in splits.items():
+        if name == "train":
+            continue
+        bad = [f"{s} ({centring[s]})" for s in ids if centring.get(s) in MASK_CENTRINGS]
+        if bad:
+            raise PedgmError(f"{name} split: scan(s) {', '.join(bad)} were centred on their manual mask; "
+                             "validation and test scans must be prepared as new scans are (preprocess with "
+                             "centre_on='model')")
 
 
 def build_split_arrays(
@@ -108,6 +149,7 @@ def write_arrays(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]], *, ro
 
     Counts: scans, persons, slices and slices with GM.
     """
+    check_centring(frame, splits)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -116,7 +158,38 @@ def write_arrays(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]], *, ro
         save_npz(arrays, data_dir / f"{name}.npz")
         counts[name] = {"scans": len(ids), "persons": len(set(arrays["person_id"].tolist())),
                         "slices": int(len(arrays["images"])), "gm_slices": int(arrays["masks"].any(axis=(1, 2)).sum())}
+    write_json({"schema": 1, "scans": _scan_records(frame, splits)}, data_dir / SCANS_FILE)
     return counts
+
+
+def _scan_records(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]]) -> list[dict]:
+    """One record per scan of ``splits``: split, scan id and the :data:`_SCAN_COLUMNS` ``frame`` has."""
+    rows = frame.set_index("scan_id")
+    columns = [c for c in _SCAN_COLUMNS if c in rows.columns]
+    out = []
+    for name, ids in splits.items():
+        for scan_id in ids:
+            record = {"split": name, "scan_id": scan_id}
+            for column in columns:
+                value = rows.loc[scan_id, column]
+                record[column] = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+            record.setdefault("centring", "unrecorded")
+            out.append(record)
+    return out
+
+
+def read_scans(data_dir: str | os.PathLike, split: str | None = None) -> list[dict] | None:
+    """The :data:`SCANS_FILE` records of a data folder (of one split), or None if it has none."""
+    import json
+
+    path = Path(data_dir) / SCANS_FILE
+    if not path.is_file():
+        return None
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))["scans"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InputFileError(f"Cannot read scan records '{path}': {str(err).splitlines()[0] if str(err) else err}") from None
+    return [r for r in records if split is None or r.get("split") == split]
 
 
 def verify_arrays(data_dir: str | os.PathLike, splits, frame: pd.DataFrame, *, root: str | os.PathLike,
@@ -195,7 +268,9 @@ def write_manifest(
     data_dir : path-like
         Folder of the ``<split>.npz`` arrays.
     frame : pandas.DataFrame
-        Notebook 01's ``index.csv`` (``image``, ``gm_mask``, ``source_image``, ``source_gm_mask``).
+        Notebook 01's ``index.csv`` (``image``, ``gm_mask``, ``source_image``, ``source_gm_mask``;
+        its ``centring`` column is recorded per scan as ``centring``: scan id -> "model", "cord mask"
+        or "gm mask").
     preprocessed_dir : path-like
         Folder the preprocessed paths of ``frame`` are relative to.
     parameters : mapping
@@ -220,6 +295,7 @@ def write_manifest(
         "fold_counts": [dict(c) for c in fold_counts] if fold_counts else None,
         "data_dir": str(data_dir),
         "arrays": {str(p.relative_to(data_dir)): file_record(p) for p in sorted(data_dir.rglob("*.npz"))},
+        "centring": {str(k): str(v) for k, v in zip(frame["scan_id"], frame["centring"])} if "centring" in frame else {},
         "preprocessed": [file_record(pre / p) for p in list(frame["image"]) + list(frame["gm_mask"].dropna())],
         "sources": [file_record(p) for p in list(frame["source_image"]) + list(frame["source_gm_mask"].dropna())],
     }

@@ -249,11 +249,12 @@ def _interp_matrix(n_in: int, n_out: int) -> sparse.csr_matrix:
     return sparse.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in), dtype=np.float32)
 
 
-def centres_from_mask(mask: np.ndarray) -> np.ndarray:
+def centres_from_mask(mask: np.ndarray, *, name: str = "mask") -> np.ndarray:
     """Per-slice centre (row, col) of a 3D mask; slices without mask take the nearest slice's centre.
 
     Centres are in pixel-edge coordinates (pixel ``i`` spans ``[i, i + 1)``), as windows use them.
-    An empty mask gives the image centre, with a :class:`GeometryWarning`.
+    An empty mask gives the image centre, with a :class:`GeometryWarning` naming ``name`` (the
+    mask's file).
     """
     n_slices = mask.shape[2]
     centres = np.full((n_slices, 2), np.nan)
@@ -262,7 +263,8 @@ def centres_from_mask(mask: np.ndarray) -> np.ndarray:
             centres[z] = np.array(ndimage.center_of_mass(mask[..., z])) + 0.5
     have = np.flatnonzero(~np.isnan(centres[:, 0]))
     if have.size == 0:
-        warnings.warn("mask is empty; using the image centre", GeometryWarning, stacklevel=2)
+        warnings.warn(f"{name}: the mask is empty; windows are centred on the image centre", GeometryWarning,
+                      stacklevel=2)
         return np.tile(np.asarray(mask.shape[:2], float) / 2, (n_slices, 1))
     for z in np.flatnonzero(np.isnan(centres[:, 0])):
         centres[z] = centres[have[np.argmin(np.abs(have - z))]]
@@ -373,7 +375,7 @@ def check_geometry(img: nib.Nifti1Image, *, name: str, model_spacing_mm: float =
             f"{name}: the image is oblique: its axes are up to {tilt:.0f} degrees off the anatomical axes; "
             "slices are segmented as stored (axial in voxel space)",
             GeometryWarning,
-            stacklevel=2,
+            stacklevel=1,  # attributed here: one file read twice (e.g. by two entry points) warns once
         )
     model_shape = tuple(int(round(n * s / model_spacing_mm)) for n, s in zip(work_shape[:2], spacing[:2]))
     return {"spacing_mm": spacing.tolist(), "fov_mm": fov.tolist(), "obliquity_deg": angle, "model_shape": model_shape}

@@ -41,19 +41,21 @@ from .exceptions import (
     ParameterError,
     PedgmError,
 )
-from .geometry import Canonical
+from .geometry import Canonical, check_geometry
 
 __all__ = [
     "AFFINE_ATOL_MM",
     "Canonical",
     "check_binary",
     "check_choice",
+    "check_output_folder",
     "check_output_path",
     "check_same_grid",
     "default_output_path",
     "errors_about",
     "load_image",
     "open_nifti",
+    "quiet_nibabel",
     "read_data",
     "save_like",
     "source_name",
@@ -91,13 +93,39 @@ def open_nifti(path: str | os.PathLike, *, what: str = "image"):
     """
     path = Path(path)
     if not path.is_file():
+        state = "a dangling link" if path.is_symlink() and not path.exists() else (
+            "a folder" if path.is_dir() else "")
+        if state:
+            raise InputFileError(f"'{path}' is {state}, not a NIfTI {what} file")
         raise InputFileError(f"No such file or no access: '{path}' ({what})")
-    with _readable(path, what), nib.imageglobals.LoggingOutputSuppressor():  # header repairs: checked below
+    with _readable(path, what), quiet_nibabel():  # header repairs are nibabel's log lines: checked below
         img = nib.load(path)
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputFileError(f"'{path}' is a {type(img).__name__}, not a NIfTI {what}")
     _check_raw_pixdim(path, img, what)
+    shape = tuple(int(n) for n in img.shape)
+    if 0 in shape:
+        raise DimensionError(f"{path}: {what} has a zero-length dimension (shape {shape} in its header); no voxels to read")
     return img
+
+
+@contextlib.contextmanager
+def quiet_nibabel():
+    """Keep nibabel's own log lines and numpy's cast warnings off stderr while nibabel works.
+
+    nibabel logs the header repairs it makes ("pixdim[1,2,3] should be non-zero ...", "sizeof_hdr
+    should be 348 ...") through a logger that, once its handler is removed, still reaches stderr
+    through Python's last-resort handler; the checks here look at those fields themselves and say
+    what is wrong in one line. Overflow and invalid-value warnings of scaling (``scl_slope``) are
+    silenced too: the voxels are checked for finiteness afterwards, naming the file.
+    """
+    logger = nib.imageglobals.logger
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            yield
+    finally:
+        logger.disabled = disabled
 
 
 def _check_raw_pixdim(path: Path, img, what: str) -> None:
@@ -108,7 +136,7 @@ def _check_raw_pixdim(path: Path, img, what: str) -> None:
     """
     if int(img.header["sform_code"]) > 0:
         return
-    with _readable(path, what), nib.openers.ImageOpener(path) as fobj:
+    with _readable(path, what), quiet_nibabel(), nib.openers.ImageOpener(path) as fobj:
         raw = type(img.header).from_fileobj(fobj, check=False)
     ndim = min(3, int(raw["dim"][0]))
     sizes = np.asarray(raw["pixdim"][1 : 1 + ndim], dtype=float)
@@ -121,7 +149,7 @@ def _check_raw_pixdim(path: Path, img, what: str) -> None:
 
 def read_data(img, *, name: str, what: str = "image") -> np.ndarray:
     """The voxel array of an opened image, with a read failure (truncated gzip ...) as one line."""
-    with _readable(Path(name), what):
+    with _readable(Path(name), what), quiet_nibabel():
         return np.asanyarray(img.dataobj)
 
 
@@ -154,8 +182,9 @@ def load_image(
     what: str = "image",
     allow_constant: bool = False,
     name: str | None = None,
+    geometry: bool = True,
 ) -> nib.Nifti1Image:
-    """Load and validate a 3D NIfTI image.
+    """Load and validate a 3D NIfTI image: the input layer every entry point reads images through.
 
     Parameters
     ----------
@@ -167,6 +196,10 @@ def load_image(
         Accept an image whose voxels all have one value (masks may be empty).
     name : str, optional
         How messages name an in-memory image (default :func:`source_name`).
+    geometry : bool, default True
+        Also check that the grid can be a spinal cord scan (:func:`pedgm_kit.geometry.check_geometry`:
+        voxel sizes, field of view, obliquity), as ``pedgm segment`` does; masks are on a scan's
+        grid, so the same limits hold for them.
 
     Returns
     -------
@@ -178,17 +211,23 @@ def load_image(
     InputFileError
         Missing file, or a file nibabel cannot read as NIfTI.
     DimensionError
-        Not 3D.
+        Not 3D, or a zero-length dimension; with ``geometry``, fewer than 2 voxels in-plane.
     ImageContentError
-        RGB or complex voxels, NaN or infinite voxels, a constant image (unless
-        ``allow_constant``), a non-finite or singular affine, or a voxel size in the header that is
-        zero, negative or not a number.
+        RGB or complex voxels, NaN or infinite voxels (also after scaling by ``scl_slope`` /
+        ``scl_inter``), values beyond float32's range, a constant image (unless ``allow_constant``),
+        a non-finite or singular affine, a voxel size in the header that is zero, negative or not a
+        number; with ``geometry``, a grid outside :data:`pedgm_kit.geometry.LIMITS`.
     """
     name = name or source_name(image)
     if isinstance(image, (str, os.PathLike)):
         img = open_nifti(image, what=what)
     else:
         img = image
+    shape = tuple(int(n) for n in img.shape)
+    if 0 in shape:
+        raise DimensionError(f"{name}: {what} has a zero-length dimension (shape {shape}); no voxels to read")
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] != 1):
+        raise DimensionError(f"{name}: expected a 3D {what}, got {len(shape)}D data of shape {shape}")
     _check_header(img, name, what)
     data = read_data(img, name=name, what=what)
     if data.dtype.names is not None or data.dtype.kind not in "biuf":
@@ -198,19 +237,26 @@ def load_image(
         data = data[..., 0]
     if data.ndim != 3:
         raise DimensionError(f"{name}: expected a 3D {what}, got {data.ndim}D data of shape {data.shape}")
-    if 0 in data.shape:
-        raise DimensionError(f"{name}: {what} has an empty axis (shape {data.shape})")
-    data = np.asarray(data, dtype=np.float32)
     if not np.isfinite(data).all():
         n_bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise ImageContentError(f"{name}: {what} has {n_bad} NaN or infinite voxels")
+        raise ImageContentError(f"{name}: {what} has {n_bad} NaN or infinite voxels (after scl_slope/scl_inter scaling)")
+    with np.errstate(over="ignore"):
+        cast = np.asarray(data, dtype=np.float32)
+    if not np.isfinite(cast).all():
+        big = float(np.max(np.abs(data)))
+        raise ImageContentError(f"{name}: {what} has values up to {big:.3g}, beyond float32's range (3.4e38); "
+                                "rescale the image")
+    data = cast
     if not allow_constant and data.min() == data.max():
         raise ImageContentError(f"{name}: {what} is constant (every voxel is {data.flat[0]:g}); nothing to segment")
-    header = img.header.copy()
-    header.set_data_shape(data.shape)
-    header.set_data_dtype(np.float32)
-    out = nib.Nifti1Image(data, img.affine, header)
-    _copy_codes(img.header, out)
+    with quiet_nibabel():
+        header = img.header.copy()
+        header.set_data_shape(data.shape)
+        header.set_data_dtype(np.float32)
+        out = nib.Nifti1Image(data, img.affine, header)
+        _copy_codes(img.header, out)
+    if geometry:
+        check_geometry(out, name=name)
     return out
 
 
@@ -354,8 +400,7 @@ def check_output_path(
             raise InputFileError(f"{what} '{path}' must end in {' or '.join(sorted(suffixes))}")
         if not path.name[: -len(ending)].strip(". "):
             raise InputFileError(f"{what} '{path}' has no file name before '{ending}'")
-    if not path.parent.is_dir():
-        raise InputFileError(f"{what} folder does not exist: '{path.parent}' (for '{path}')")
+    check_output_folder(path.parent, what=what, target=path)
     if path.is_dir():
         raise InputFileError(f"{what} '{path}' is a folder, not a file name")
     for source in inputs:
@@ -365,6 +410,24 @@ def check_output_path(
         state = "is a dangling link" if path.is_symlink() and not path.exists() else "exists"
         raise OutputExistsError(f"{what} '{path}' {state}; pass --overwrite (overwrite=True) to replace it")
     return path
+
+
+def check_output_folder(folder: str | os.PathLike, *, what: str = "Output", target=None) -> Path:
+    """``folder`` if it is an existing, writable folder; else a one-line :class:`InputFileError`.
+
+    The message says whether the folder is missing or is a file, and names the output asked for
+    (``target``), never a temporary file.
+    """
+    folder = Path(folder)
+    where = f" (for '{target}')" if target is not None else ""
+    if not folder.is_dir():
+        if os.path.lexists(folder):
+            kind = "a dangling link" if folder.is_symlink() and not folder.exists() else "a file"
+            raise InputFileError(f"{what} folder '{folder}' is {kind}, not a folder{where}")
+        raise InputFileError(f"{what} folder does not exist: '{folder}'{where}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(f"{what} folder '{folder}' is not writable{where}")
+    return folder
 
 
 def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -400,7 +463,7 @@ def save_like(
     out = to_image_like(data, like, dtype=dtype)
     if os.path.islink(path):  # replace the link itself, never the file it points to
         os.unlink(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, quiet_nibabel():
         nib.save(out, tmp)
     return path
 
@@ -411,8 +474,9 @@ def to_image_like(data: np.ndarray, like: nib.Nifti1Image, *, dtype=np.uint8) ->
     header.set_data_shape(data.shape)
     header.set_data_dtype(dtype)
     header.set_slope_inter(1.0, 0.0)
-    out = nib.Nifti1Image(np.asarray(data, dtype=dtype), like.affine, header)
-    _copy_codes(like.header, out)
+    with quiet_nibabel():
+        out = nib.Nifti1Image(np.asarray(data, dtype=dtype), like.affine, header)
+        _copy_codes(like.header, out)
     return out
 
 
@@ -431,8 +495,8 @@ def write_text(text: str, path: str | os.PathLike, *, overwrite: bool = True) ->
     path = Path(path)
     if not overwrite:
         check_output_path(path, suffixes=None)
-    elif not path.parent.is_dir():
-        raise InputFileError(f"Output folder does not exist: '{path.parent}' (for '{path}')")
+    else:
+        check_output_folder(path.parent, target=path)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     return path

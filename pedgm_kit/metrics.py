@@ -121,9 +121,11 @@ __all__ = [
     "HIGHER_IS_BETTER",
     "METRICS",
     "METRIC_LABELS",
+    "area_per_slice_mm2",
     "dice",
     "labelled_slices",
     "per_slice_metrics",
+    "pixel_area_mm2",
     "slice_metrics",
     "volume_metrics",
 ]
@@ -382,6 +384,93 @@ def labelled_slices(truth, *, axis: int = 2) -> np.ndarray:
     axis = _validate_axis(axis, t.ndim)
     other = tuple(a for a in range(t.ndim) if a != axis)
     return np.asarray(t != 0).any(axis=other)
+
+
+# --------------------------------------------------------------------------------------------
+# Areas (the one place the toolkit turns voxel counts into mm²)
+# --------------------------------------------------------------------------------------------
+
+
+def pixel_area_mm2(affine, *, axis: int | None = None) -> float:
+    """Area (mm²) of one in-plane voxel of a grid: ``|a × b|`` of the two in-plane affine columns.
+
+    Measured in the world, so it is right on sheared and oblique grids and in any stored
+    orientation (LPS, RAS, permuted axes): the product of the voxel sizes is not, when the two
+    in-plane columns are not orthogonal.
+
+    Parameters
+    ----------
+    affine : array_like, shape (4, 4)
+        Voxel-to-world affine (mm).
+    axis : int, optional
+        The slice axis (the other two span the plane); default
+        :func:`pedgm_kit.geometry.slice_axis` of ``affine`` (closest to superior-inferior).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ParameterError
+        Not a finite 4x4 affine, a bad ``axis``, or a degenerate plane (area 0).
+
+    Examples
+    --------
+    >>> pixel_area_mm2(np.diag([0.5, 0.5, 5.0, 1.0]))
+    0.25
+    """
+    from .geometry import slice_axis
+
+    try:
+        aff = np.asarray(affine, dtype=float)
+    except (TypeError, ValueError):
+        aff = np.zeros(0)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise ParameterError(f"affine must be a finite 4x4 matrix; got {np.shape(affine)} {affine!r}"[:200])
+    axis = slice_axis(aff) if axis is None else _validate_axis(axis, 3)
+    cols = [aff[:3, k] for k in range(3) if k != axis]
+    area = float(np.linalg.norm(np.cross(cols[0], cols[1])))
+    if not area > 0:
+        raise ParameterError(f"affine has a degenerate plane across axis {axis} (in-plane voxel area 0)")
+    return area
+
+
+def area_per_slice_mm2(mask, affine, *, axis: int | None = None) -> np.ndarray:
+    """Area (mm²) of a binary mask on every slice: voxels set times :func:`pixel_area_mm2`.
+
+    Parameters
+    ----------
+    mask : array_like, 3D
+        Binary mask (bool or 0/1); never modified.
+    affine : array_like, shape (4, 4)
+        The mask's voxel-to-world affine.
+    axis : int, optional
+        Slice axis; default from the affine (closest to superior-inferior).
+
+    Returns
+    -------
+    numpy.ndarray of float, shape (n_slices,)
+
+    Raises
+    ------
+    DimensionError, ImageContentError, ParameterError
+        Not 3D, not binary, or a bad affine/axis.
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 4, 2), bool); m[:2, :2, 1] = True
+    >>> area_per_slice_mm2(m, np.diag([0.5, 0.5, 5.0, 1.0])).tolist()
+    [0.0, 1.0]
+    """
+    data = np.asarray(mask)
+    _check_shape(data, "mask", 3)
+    data = check_binary(data, name="mask")
+    from .geometry import slice_axis
+
+    axis = slice_axis(np.asarray(affine, float)) if axis is None else _validate_axis(axis, 3)
+    area = pixel_area_mm2(affine, axis=axis)
+    return np.count_nonzero(data, axis=tuple(k for k in range(3) if k != axis)) * area
 
 
 def slice_metrics(pred, truth, *, spacing_mm: Sequence[float] = (1.0, 1.0)) -> dict[str, float]:

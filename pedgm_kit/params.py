@@ -29,7 +29,8 @@ import yaml
 
 from .exceptions import InputFileError, ParameterError
 
-__all__ = ["NOTEBOOKS", "RULES", "SECTIONS", "Parameter", "check_section", "load_params", "notebook_parameters"]
+__all__ = ["NOTEBOOKS", "RULES", "SECTIONS", "Parameter", "check_section", "dataset_problems", "load_params",
+           "notebook_parameters"]
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -112,9 +113,26 @@ def _shift_ok(v) -> bool:
     return True
 
 
+def _cord_scale_ok(v) -> bool:
+    if isinstance(v, str):
+        return v in ("", "auto")
+    from .segment._segmenter import check_cord_scale  # numbers: the range the segmenter enforces
+
+    try:
+        check_cord_scale(v)
+    except ValueError:
+        return False
+    return True
+
+
+#: Parameters whose value may be of another kind than the notebook's default (a number where the
+#: default is a string): the rule alone decides.
+_ANY_KIND = {"cord_scale"}
+
+
 RULES.update({
     "shift": ("'', 'invert' or 'scale:<factor>' (factor 0.3-2, not 1)", _shift_ok),
-    "cord_scale": ("'' or 'auto'", lambda v: v in ("", "auto")),
+    "cord_scale": ("'' (off), 'auto' or a number in 0.4-1.6 (as --cord-scale)", _cord_scale_ok),
     "cv_folds": ("0 (one split) or an integer >= 2", lambda v: v == 0 or v >= 2),
     "val_fraction": ("a number in (0, 1)", _fraction),
     "train_persons": ("an integer >= 0 (0 = all)", _non_negative),
@@ -136,7 +154,7 @@ class Parameter:
     def problem(self, value) -> str | None:
         """Why ``value`` is not acceptable for this parameter, or None."""
         expected = _type_name(self.default)
-        if not _same_kind(value, self.default):
+        if self.name not in _ANY_KIND and not _same_kind(value, self.default):
             return f"must be {expected}, got {_describe(value)}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"must be a finite number, got {value!r}"
@@ -223,7 +241,8 @@ def notebook_parameters(notebook: str) -> dict[str, Parameter]:
 def _variant_names(v) -> bool:
     from .train.config import ADAPTED_VARIANT, VARIANTS
 
-    return all(isinstance(x, str) and x in {**VARIANTS, **ADAPTED_VARIANT} for x in v) and len(set(v)) == len(v)
+    return (len(v) > 0 and all(isinstance(x, str) and x in {**VARIANTS, **ADAPTED_VARIANT} for x in v)
+            and len(set(v)) == len(v))
 
 
 def _persons_list(v) -> bool:
@@ -236,7 +255,7 @@ PIPELINE: dict[str, Parameter] = {}
 
 def _pipeline_parameters() -> dict[str, Parameter]:
     if not PIPELINE:
-        names = ("a list of variant names, each once", _variant_names)
+        names = ("a non-empty list of variant names, each once (leave the key out for the default)", _variant_names)
         for name, default, comment, rule in (
             ("variants", ["pretrained_aug"], "training variants (default the original four)", names),
             ("adapted_variant", True, "also train pretrained_adapted (Dice + BCE)", None),
@@ -286,8 +305,11 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 def load_params(path: str | os.PathLike) -> dict[str, dict]:
     """Read and check a YAML parameter file into ``{section: {parameter: value}}``.
 
-    A file without any section name at its top level is taken as the ``train`` section (the keys of
-    notebook 04), as ``pedgm train`` has always read it.
+    A file without any section name at its top level is refused, naming the sections it lacks (and
+    the section its keys belong to), rather than being read as one section with the others on
+    their defaults. Counts that depend on the dataset (``data.cv_folds``, the ``train_persons``
+    sizes) are checked against the persons of the dataset ``preprocess.data_dir`` names, when it
+    can be read here (:func:`dataset_problems`), so an impossible plan fails before anything runs.
 
     Raises
     ------
@@ -325,7 +347,8 @@ def load_params(path: str | os.PathLike) -> dict[str, dict]:
         if misspelt:
             problems += [f"unknown section '{k}' (did you mean '{v}'?)" for k, v in misspelt.items()]
             raise ParameterError(f"{path}: " + "; ".join(problems))
-        data = {"train": data}
+        raise ParameterError(f"{path}: no section: the file lacks every section ({', '.join(SECTIONS)})"
+                             + _belongs_to(data))
     for key, value in data.items():
         if key not in SECTIONS:
             near = difflib.get_close_matches(str(key), list(SECTIONS), n=1, cutoff=0.6)
@@ -335,6 +358,82 @@ def load_params(path: str | os.PathLike) -> dict[str, dict]:
             problems.append(f"section '{key}' must be a mapping of parameters, got {_describe(value)}")
         else:
             problems += check_section(key, value, where=str(path))
+    if not problems:
+        problems = dataset_problems(data)
     if problems:
         raise ParameterError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))
     return data
+
+
+def _belongs_to(keys) -> str:
+    """`` (top-level keys 'epochs' belong under 'train:')``: where a sectionless file's keys go."""
+    owners: dict[str, list[str]] = {}
+    for key in keys:
+        for section in SECTIONS:
+            known = _pipeline_parameters() if section == "pipeline" else notebook_parameters(SECTIONS[section])
+            if key in known:
+                owners.setdefault(section, []).append(str(key))
+                break
+    if not owners:
+        return "; put each key under its section, e.g. 'train:'"
+    return "; " + ", ".join(f"top-level keys {', '.join(map(repr, ks))} belong under '{s}:'"
+                            for s, ks in owners.items())
+
+
+def dataset_problems(params: Mapping[str, Mapping]) -> list[str]:
+    """Counts of a checked parameter set that the dataset cannot satisfy.
+
+    ``data.cv_folds`` needs at least that many persons; a training-person count
+    (``pipeline.train_persons``, ``train.train_persons``) at most the persons minus one kept for
+    validation and one for testing. The persons are those of the dataset ``preprocess`` names
+    (``data_dir`` ``""``: the bundled sample), discovered without reading any image. Nothing is
+    reported when the dataset cannot be read here (e.g. a cluster path): notebook 02 checks again.
+    """
+    folds = params.get("data", {}).get("cv_folds", 0) or 0
+    sizes = [("pipeline.train_persons", s) for s in params.get("pipeline", {}).get("train_persons", []) if s != "all"]
+    if params.get("train", {}).get("train_persons"):
+        sizes.append(("train.train_persons", params["train"]["train_persons"]))
+    if not folds and not sizes:
+        return []
+    pre = {**{k: p.default for k, p in notebook_parameters(SECTIONS["preprocess"]).items()}, **params.get("preprocess", {})}
+    n = _persons_in_dataset(str(pre["data_dir"]), str(pre["layout"]), str(pre["ids_file"]),
+                            str(pre["second_ids_file"]), str(pre["image_name"]), str(pre["gm_name"]))
+    if n is None:
+        return []
+    where = f"the dataset '{pre['data_dir'] or 'gm-challenge-data (bundled)'}' has {n} person(s)"
+    problems = []
+    if folds > n:
+        problems.append(f"'data.cv_folds' is {folds} but {where}; at most {n} folds")
+    for key, size in sizes:
+        if size > n - 2:
+            problems.append(f"'{key}' asks for {size} training person(s) but {where}; at most {max(n - 2, 0)} can "
+                            "train (one each is kept for validation and test)")
+    return problems
+
+
+@lru_cache(maxsize=32)
+def _persons_in_dataset(data_dir: str, layout: str, ids_file: str, second_ids_file: str, image_name: str,
+                        gm_name: str) -> int | None:
+    """Number of persons with a labelled scan in a dataset, or None when it cannot be read here."""
+    import warnings
+
+    from .exceptions import PedgmError
+
+    try:
+        if data_dir:
+            root = Path(data_dir)
+            if not root.is_dir():
+                return None
+        else:
+            from .registry import fetch_group
+
+            root = fetch_group("gm-challenge-data")
+        from .datasets import discover
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            index = discover(root, layout=layout, ids_file=ids_file, second_ids_file=second_ids_file,
+                             image_name=image_name, gm_name=gm_name, validate=False)
+    except (PedgmError, OSError):
+        return None
+    return len(index.persons())

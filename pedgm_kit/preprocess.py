@@ -2,11 +2,16 @@
 
 The same geometry as ``pedgm segment`` (:class:`pedgm_kit.segment.ModelGrid`): working orientation
 LAS, in-plane resampling to 0.25 mm (linear; masks linear then > 0.5), slice thickness kept, and a
-200x200 window centred on the cord. For training data one window per scan is cut (centred on the
-median of the per-slice centres of the cord mask, else of the manual GM mask, else of the GM found by
-the pretrained model), so each preprocessed scan is a real image on a real grid: it is saved as
-NIfTI with an exact affine and can be opened with its mask in fsleyes or ITK-SNAP. Intensities are
-kept raw here; :func:`standardise` (per volume, as SCT) is applied when the arrays are built.
+200x200 window centred on the cord. One window per scan is cut, centred on the median of the
+per-slice cord centres that :class:`~pedgm_kit.segment.Segmenter` finds -- the way a user's new scan
+is prepared by ``pedgm segment``, so no window is positioned (or sized, with ``cord_scale="auto"``) by
+its manual mask. Every scan can be a validation or test scan (cross-validation tests each once), so
+this is the default for all of them; ``centre_on="mask"`` (cord mask, else manual GM mask) is for
+scans that are only ever trained on, and :mod:`pedgm_kit.data_creation` refuses such a scan in a
+validation or test split (:data:`MASK_CENTRINGS`). Each preprocessed scan is a real image on a real
+grid: it is saved as NIfTI with an exact affine and can be opened with its mask in fsleyes or
+ITK-SNAP. Intensities are kept raw here; :func:`standardise` (per volume, as SCT) is applied when the
+arrays are built.
 """
 
 from __future__ import annotations
@@ -31,22 +36,19 @@ from .geometry import (
 )
 from .io import (
     check_binary,
+    check_choice,
     default_output_path,
     load_image,
     open_nifti,
     read_data,
     save_like,
-    to_image_like,
 )
 from .segment import Segmenter, segment_file
-from .segment._segmenter import (
-    SCALE_TOLERANCE,
-    check_cord_scale,
-    estimate_cord_scale,
-    median_gm_area_mm2,
-)
+from .segment._segmenter import check_cord_scale
 
 __all__ = [
+    "CENTRE_ON",
+    "MASK_CENTRINGS",
     "Preprocessed",
     "draft_mask",
     "fsleyes_command",
@@ -57,6 +59,12 @@ __all__ = [
     "save_preprocessed",
     "standardise",
 ]
+
+#: ``centre_on`` choices of :func:`preprocess_scan`: "model" (as a new scan: every split) or "mask" (training only).
+CENTRE_ON = ("model", "mask")
+
+#: ``Preprocessed.centring`` values that mean the manual masks positioned the window: never for validation or test.
+MASK_CENTRINGS = ("cord mask", "gm mask")
 
 
 @dataclass
@@ -100,6 +108,7 @@ def preprocess_scan(
     segmenter: Segmenter | None = None,
     max_spread_mm: float = 10.0,
     cord_scale: float | str | None = None,
+    centre_on: str = "model",
 ) -> Preprocessed:
     """Resample a scan (and its GM mask) to the model grid and cut its cord-centred window.
 
@@ -112,13 +121,17 @@ def preprocess_scan(
     size : int, default 200
         Window side (pixels).
     segmenter : Segmenter, optional
-        Used to find the cord when the scan has neither cord nor GM mask (default: challenge model).
+        Finds the cord (default: challenge model), exactly as ``pedgm segment`` does on a new scan.
     max_spread_mm : float, default 10
         Warn when a slice's own centre lies further than this from the scan's window centre.
     cord_scale : "auto", float or None
         Size normalisation (as :func:`pedgm_kit.segment.segment_image`): the window is cut from a
         grid of ``spacing_mm * scale`` so the cord has the adult size the weights expect. "auto"
-        estimates the scale from the manual GM mask (else from the model's first pass).
+        estimates the scale from the segmenter's first pass (never from the manual mask).
+    centre_on : {"model", "mask"}, default "model"
+        "model": centre (and scale) from the segmenter, as for a user's new scan -- required for
+        any scan that may be validated or tested on. "mask": the cord mask, else the manual GM
+        mask (else the model): for training-only scans; ``centring`` records which was used.
 
     Returns
     -------
@@ -129,28 +142,28 @@ def preprocess_scan(
     img = load_image(scan.image)
     check_geometry(img, name=str(scan.image), model_spacing_mm=spacing_mm)
     scale = check_cord_scale(cord_scale)
-    if scale == "auto":
-        area = None
-        if scan.gm_mask is not None:
-            area = median_gm_area_mm2(to_image_like(mask_array(scan, which="gm"), img))
-        if area is None:
-            area = median_gm_area_mm2((segmenter or Segmenter("challenge")).segment(img))
-        scale = 1.0 if area is None else estimate_cord_scale(area)
-        scale = 1.0 if abs(scale - 1.0) < SCALE_TOLERANCE else scale
+    check_choice(centre_on, CENTRE_ON, name="centre_on")
+    seg = None
+    if centre_on == "model" or scale == "auto":
+        # a new scan's preparation (pedgm segment): the segmenter finds the cord and, with "auto", its size
+        seg = (segmenter or Segmenter("challenge")).segment(img, cord_scale=scale)
+        info = seg.extra["pedgm_segment"]
+        scale = float(info["cord_scale"])
     scale = scale or 1.0
     spacing_mm = spacing_mm * scale
     grid = ModelGrid(img, spacing_mm=spacing_mm)
     gm = None if scan.gm_mask is None else grid.mask(mask_array(scan, which="gm"))
-    cord = None if scan.cord_mask is None else grid.mask(mask_array(scan, which="cord"))
+    cord = None if scan.cord_mask is None or centre_on == "model" else grid.mask(mask_array(scan, which="cord"))
     if cord is not None and cord.any():
         centres, centring = centres_from_mask(cord), "cord mask"
-    elif gm is not None and gm.any():
+    elif centre_on == "mask" and gm is not None and gm.any():
         centres, centring = centres_from_mask(gm), "gm mask"
     else:
-        segmenter = segmenter or Segmenter("challenge")
-        seg = segmenter.segment(img)
-        # the segmenter's centres are on its own model grid: convert to this grid's pixels
-        centres = np.asarray(seg.extra["pedgm_segment"]["centres_model"], dtype=float) * (segmenter.spacing_mm / spacing_mm)
+        if seg is None:
+            seg = (segmenter or Segmenter("challenge")).segment(img)
+            info = seg.extra["pedgm_segment"]
+        # the segmenter's centres are on the grid it used: convert to this grid's pixels
+        centres = np.asarray(info["centres_model"], dtype=float) * (float(info["model_spacing_mm"]) / spacing_mm)
         centring = "model"
     centre = np.median(centres, axis=0)
     spread_mm = float(np.max(np.linalg.norm(centres - centre, axis=1)) * spacing_mm)

@@ -11,11 +11,11 @@ naming the file and every bad key.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from .exceptions import InputFileError, WeightsError
 from .registry import BUILTIN_MODELS
@@ -59,6 +59,8 @@ def read_metadata(weights_path: str | os.PathLike) -> dict:
             loaded = json.loads(json_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise WeightsError(f"{json_path}: metadata is not valid JSON ({err})") from None
+        except RecursionError:
+            raise WeightsError(f"{json_path}: metadata is not valid JSON (nested too deeply)") from None
         if not isinstance(loaded, dict):
             raise WeightsError(f"{json_path}: metadata must be a JSON object, got {type(loaded).__name__}")
         meta.update(loaded)
@@ -76,7 +78,12 @@ def read_metadata(weights_path: str | os.PathLike) -> dict:
 
 
 def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _is_int(v) -> bool:
@@ -85,8 +92,8 @@ def _is_int(v) -> bool:
 
 #: Metadata keys that must be numbers, and the range each must lie in.
 _META_RULES = {
-    "filters": ("a positive integer", lambda v: _is_int(v) and v >= 1),
-    "input_size": ("an integer >= 16", lambda v: _is_int(v) and v >= 16),
+    "filters": ("a positive integer", lambda v: _is_int(v) and 1 <= v <= 4096),
+    "input_size": ("an integer in 16-2048", lambda v: _is_int(v) and 16 <= v <= 2048),
     "threshold": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1),
     "spacing_mm": ("a number of mm in 0.01-5", lambda v: _is_num(v) and 0.01 <= v <= 5),
     "mean_train": ("a finite number", _is_num),
@@ -96,12 +103,18 @@ _META_RULES = {
 
 def _check_metadata(meta: dict, json_path: Path) -> None:
     """Typed, positive metadata, or one :class:`WeightsError` naming the file and every bad key."""
-    bad = [f"{key}={meta[key]!r} (must be {rule})" for key, (rule, ok) in _META_RULES.items()
-           if key in meta and meta[key] is not None and not ok(meta[key])]
+    bad = [f"{key}={_shown(meta[key])} (must be {rule})" for key, (rule, ok) in _META_RULES.items()
+           if key in meta and not ok(meta[key])]  # null is a value too: never read as "absent"
     if "normalisation" in meta and meta["normalisation"] != "volume":
-        bad.append(f"normalisation={meta['normalisation']!r} (must be 'volume')")
+        bad.append(f"normalisation={_shown(meta['normalisation'])} (must be 'volume')")
     if bad:
         raise WeightsError(f"{json_path}: invalid metadata: {'; '.join(bad)}")
+
+
+def _shown(value) -> str:
+    """A metadata value as the .json spells it (``null``, not ``None``), shortened to one line."""
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _filters_in_file(path: Path) -> int | None:

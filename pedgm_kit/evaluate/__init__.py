@@ -6,7 +6,8 @@
   ``<output_dir>/pred/<model>/<scan_id>.nii.gz`` and return one tidy table
   (``model, scan, person, level, slice, metric, value``);
 - :func:`write_tables` -- that table as CSV and as an ``.xlsx`` with one sheet per level;
-- :func:`plot_metric_boxplots`, :func:`plot_result_summary` -- the figures;
+- :func:`plot_metric_boxplots`, :func:`plot_result_summary`, :func:`plot_person_dice` (per-person
+  Dice joined by person), :func:`plot_forest` (per site / covariate) -- the figures;
 - :func:`retest_pairs`, :func:`retest_areas` -- GM area per slice of a scan and its rescan, for
   :func:`pedgm_kit.stats.retest_cv`.
 
@@ -28,7 +29,9 @@ fields by index.
 from .batch import evaluate_models, retest_areas, retest_pairs
 from .figures import (
     mark_simulated,
+    plot_forest,
     plot_metric_boxplots,
+    plot_person_dice,
     plot_result_summary,
     plot_retest_areas,
 )
@@ -79,7 +82,9 @@ __all__ = [
     "gm_area_per_slice",
     "load_mask",
     "model_labels",
+    "plot_forest",
     "plot_metric_boxplots",
+    "plot_person_dice",
     "plot_result_summary",
     "plot_retest_areas",
     "predict_scan",

@@ -23,7 +23,14 @@ from .models import prediction_path
 from .scoring import slice_axis
 from .tables import pivot
 
-__all__ = ["mark_simulated", "plot_metric_boxplots", "plot_result_summary", "plot_retest_areas"]
+__all__ = [
+    "mark_simulated",
+    "plot_forest",
+    "plot_metric_boxplots",
+    "plot_person_dice",
+    "plot_result_summary",
+    "plot_retest_areas",
+]
 
 
 def mark_simulated(fig, label: str):
@@ -332,6 +339,93 @@ def plot_retest_areas(areas: pd.DataFrame, *, only_labelled: bool = False):
         fig.legend(handles, labels, loc="outside lower center", ncols=max(1, min(len(labels), int(width // 2.3))),
                    frameon=False, fontsize=8)
     fig.suptitle("Test-retest: GM area per slice, run-1 (solid) vs run-2 (dashed)", fontsize=10)
+    return fig
+
+
+def plot_person_dice(tidy: pd.DataFrame, *, baseline: str, metric: str = "DSC", order: Sequence[str] | None = None):
+    """Each person's mean ``metric`` under the baseline and under each variant, joined by person.
+
+    One panel per variant: left the baseline (the reference), right the variant; one line per
+    person (each person's scans averaged first, as in the statistics), green when the variant is
+    higher, red when lower; the means as black diamonds. Persons are the unit of every test, so
+    this is the picture of the paired comparison.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from ..stats import person_means
+
+    models = list(order) if order is not None else list(dict.fromkeys(tidy["model"]))
+    if baseline not in models:
+        raise ParameterError(f"baseline {baseline!r} is not a model of the table; models: {models}")
+    variants = [m for m in models if m != baseline] or [baseline]
+    ncols = min(4, len(variants))
+    nrows = math.ceil(len(variants) / ncols)
+    fig = _new_figure(max(2.9 * ncols, 4.5), 3.3 * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
+    up = HIGHER_IS_BETTER.get(metric, True)
+    for k, variant in enumerate(variants):
+        ax = axes[k // ncols, k % ncols]
+        means = person_means(tidy, metric=metric, models=list(dict.fromkeys([baseline, variant])))
+        for person, row in means.iterrows():
+            a, b = float(row[baseline]), float(row[variant])
+            colour = "0.5" if a == b else ("tab:green" if (b > a) == up else "tab:red")
+            ax.plot([0, 1], [a, b], "-o", color=colour, markersize=4, linewidth=1.2, alpha=0.8)
+        if len(means):
+            ax.plot([0, 1], [means[baseline].mean(), means[variant].mean()], "D--", color="black", markersize=7,
+                    markerfacecolor="white", linewidth=1.0, label="mean", zorder=5)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels([f"{baseline}\n(reference)", variant], fontsize=8)
+        ax.set_xlim(-0.3, 1.3)
+        ax.set_title(f"{variant} vs {baseline}\n{len(means)} persons", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        if k % ncols == 0:
+            ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} per person")
+    for k in range(len(variants), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
+    fig.suptitle(f"{metric} per person (scans of a person averaged): lines join one person; "
+                 "green = higher than the baseline", fontsize=10)
+    return fig
+
+
+def plot_forest(groups: pd.DataFrame, *, title: str = ""):
+    """Forest plot of :func:`pedgm_kit.stats.group_table`: one row per (covariate group, model).
+
+    Each row: the mean with its interval where the measured rule allows one (otherwise the point
+    alone, hollow), and ``n = persons`` at the right. Rows of one group are adjacent, models in a
+    fixed colour.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import seaborn as sns
+
+    rows = groups.reset_index(drop=True)
+    fig = _new_figure(7.5, 0.32 * max(len(rows), 3) + 1.3)
+    ax = fig.add_subplot(1, 1, 1)
+    models = list(dict.fromkeys(rows["model"])) if len(rows) else []
+    palette = dict(zip(models, sns.color_palette("colorblind", max(1, len(models)))))
+    labels = []
+    for i, row in rows.iterrows():
+        y = len(rows) - 1 - i
+        colour = palette[row["model"]]
+        has_ci = math.isfinite(float(row["ci_low"])) and math.isfinite(float(row["ci_high"]))
+        if has_ci:
+            ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=colour, linewidth=2)
+        ax.plot([row["mean"]], [y], "o", color=colour, markerfacecolor=colour if has_ci else "white", markersize=6)
+        labels.append(f"{row['covariate']} = {row['group']} · {row['model']}")
+        ax.annotate(f"n = {int(row['n_persons'])}", (1.0, y), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=8)
+    ax.set_yticks(range(len(rows) - 1, -1, -1) if len(rows) else [])
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("mean per-person Dice (line: 95% interval where the measured rule allows one; hollow: none)",
+                  fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    if not len(rows):
+        ax.text(0.5, 0.5, "no covariate groups", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title or "Dice per group, n persons per row", fontsize=10)
     return fig
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from .. import geometry
 from ..exceptions import ImageContentError
 from ..io import AFFINE_ATOL_MM, check_binary, check_same_grid, load_image, source_name
-from ..metrics import labelled_slices, per_slice_metrics, volume_metrics
+from ..metrics import area_per_slice_mm2, labelled_slices, per_slice_metrics, pixel_area_mm2, volume_metrics
 
 __all__ = [
     "AREA_METRICS",
@@ -51,12 +51,6 @@ def slice_axis(img: nib.Nifti1Image) -> int:
     return geometry.slice_axis(img.affine)
 
 
-def _pixel_area_mm2(affine: np.ndarray, axis: int) -> float:
-    """Area in mm² of one in-plane pixel: the cross product of the two in-plane affine columns."""
-    cols = [affine[:3, k] for k in range(3) if k != axis]
-    return float(np.linalg.norm(np.cross(cols[0], cols[1])))
-
-
 def load_mask(mask, *, what: str = "mask", name: str | None = None) -> tuple[nib.Nifti1Image, np.ndarray]:
     """A 3D 0/1 mask file or image: (the validated image, its voxels as bool)."""
     name = name or source_name(mask, f"<in-memory {what}>")
@@ -88,9 +82,7 @@ def gm_area_per_slice(mask, *, axis: int | None = None) -> np.ndarray:
         Values other than 0 and 1.
     """
     img, data = load_mask(mask)
-    axis = slice_axis(img) if axis is None else int(axis)
-    other = tuple(k for k in range(3) if k != axis)
-    return np.count_nonzero(data, axis=other) * _pixel_area_mm2(img.affine, axis)
+    return area_per_slice_mm2(data, img.affine, axis=axis)
 
 
 def score_masks(
@@ -98,7 +90,7 @@ def score_masks(
 ) -> tuple[dict, pd.DataFrame]:
     """Scan row and per-slice frame of two bool arrays on one grid."""
     spacing = tuple(float(s) for s in nib.affines.voxel_sizes(affine))
-    area = _pixel_area_mm2(affine, axis)
+    area = pixel_area_mm2(affine, axis=axis)
     other = tuple(k for k in range(3) if k != axis)
     labelled = labelled_slices(t, axis=axis)
     if labelled_only and not labelled.any():

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..exceptions import ParameterError
-from ..geometry import ModelGrid, Window, centres_from_mask, check_geometry
+from ..geometry import ModelGrid, Window, centres_from_mask
 from ..io import (
     check_binary,
     check_output_path,
@@ -78,13 +78,9 @@ def check_cord_scale(value) -> float | str | None:
 
 def median_gm_area_mm2(mask: nib.Nifti1Image) -> float | None:
     """Median GM area (mm²) over the slices of a mask that hold GM (along its slice axis), or None."""
-    from ..geometry import slice_axis
+    from ..metrics import area_per_slice_mm2
 
-    data = np.asanyarray(mask.dataobj) > 0.5
-    axis = slice_axis(mask.affine)
-    voxel = nib.affines.voxel_sizes(mask.affine)
-    area = np.count_nonzero(data, axis=tuple(k for k in range(3) if k != axis)) * float(
-        np.prod([voxel[k] for k in range(3) if k != axis]))
+    area = area_per_slice_mm2(np.asanyarray(mask.dataobj) > 0.5, mask.affine)
     area = area[area > 0]
     return float(np.median(area)) if area.size else None
 
@@ -241,16 +237,17 @@ class Segmenter:
         if uncertainty not in (None, "", *UNCERTAINTY_METHODS):
             raise ParameterError(f"uncertainty must be one of {', '.join(UNCERTAINTY_METHODS)} or None; got {uncertainty!r}")
         name = source_name(image)
-        img = load_image(image, name=name)
-        check_geometry(img, name=name, model_spacing_mm=self.spacing_mm)
+        img = load_image(image, name=name)  # the input layer: header, voxels and geometry (check_geometry)
         mask_data = None
+        mask_name = None
         if cord_mask is not None:
             mask_name = source_name(cord_mask, "<in-memory cord mask>")
-            mask_img = load_image(cord_mask, what="cord mask", allow_constant=True, name=mask_name)
+            mask_img = load_image(cord_mask, what="cord mask", allow_constant=True, name=mask_name,
+                                  geometry=False)  # on the image's grid (checked next), so its geometry too
             check_same_grid(img, mask_img, what="cord mask", image_name=name, other_name=mask_name)
             mask_data = check_binary(np.asanyarray(mask_img.dataobj), name=mask_name, what="cord mask")
         run = functools.partial(self._segment, img, mask_data, threshold=threshold, tta=tta, seed=seed,
-                                centre_on_cord=centre_on_cord, uncertainty=uncertainty or None)
+                                centre_on_cord=centre_on_cord, uncertainty=uncertainty or None, mask_name=mask_name)
         if scale == "auto":
             first = run(self.spacing_mm)
             area = median_gm_area_mm2(first)
@@ -266,14 +263,14 @@ class Segmenter:
         return out
 
     def _segment(self, img, cord_mask, spacing_mm: float, *, threshold: float, tta: bool, seed: int,
-                 centre_on_cord: bool, uncertainty: str | None = None) -> nib.Nifti1Image:
+                 centre_on_cord: bool, uncertainty: str | None = None, mask_name: str | None = None) -> nib.Nifti1Image:
         """One segmentation on a model grid of ``spacing_mm`` (the model's, or scaled to the cord)."""
         grid = ModelGrid(img, spacing_mm=spacing_mm)
         raw, target = grid.volume, grid.shape_2d
         n_slices = raw.shape[2]
         if cord_mask is not None:
             mask = grid.mask(cord_mask.astype(np.float32))
-            centres, source = centres_from_mask(mask), "cord mask"
+            centres, source = centres_from_mask(mask, name=f"{mask_name or 'cord mask'} (cord mask)"), "cord mask"
         else:
             centres, source = np.tile(np.asarray(target, float) / 2, (n_slices, 1)), "auto"
         if not centre_on_cord and cord_mask is None:

@@ -79,6 +79,9 @@ def segment_files(
     overwrite: bool = False,
     csv: str | os.PathLike | None = None,
     progress: bool = True,
+    cord_masks: Sequence | None = None,
+    levels: Sequence | None = None,
+    bids_morphometrics: bool = False,
     **segment_kwargs,
 ) -> pd.DataFrame:
     """Segment many scans with one loaded model; a bad file is reported, not fatal.
@@ -100,6 +103,12 @@ def segment_files(
         Also write the table there (atomically).
     progress : bool, default True
         One tqdm bar over the scans.
+    cord_masks, levels : sequence, optional
+        One cord mask / level label image (path or None) per image, for the morphometrics
+        (:mod:`pedgm_kit.morphometrics`); they do not change the segmentation.
+    bids_morphometrics : bool, default False
+        Per-scan morphometrics as ``<mask>_morphometrics.tsv`` beside each mask (a BIDS
+        derivative) instead of ``morphometrics/<scan>_morphometrics.csv`` beside the CSV.
     **segment_kwargs
         Passed to :meth:`Segmenter.segment` (``cord_mask`` is per scan, so not accepted here;
         ``threshold``, ``tta``, ``seed``, ``centre_on_cord``).
@@ -108,7 +117,9 @@ def segment_files(
     -------
     pandas.DataFrame
         Columns :data:`SUMMARY_COLUMNS`, one row per image in order. ``error`` holds the one-line
-        message of a failed scan. ``attrs["failed"]`` counts the failures.
+        message of a failed scan. ``attrs["failed"]`` counts the failures. With ``csv``, the
+        cohort's morphometrics (long table ``morphometrics.csv``) and QC page (``qc/index.html``)
+        are written beside it (``attrs["morphometrics"]``, ``attrs["qc"]``).
 
     Raises
     ------
@@ -129,6 +140,9 @@ def segment_files(
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         outputs = [default_output_path(p) if folder is None else folder / default_output_path(p).name for p in images]
+    for extra, name in ((cord_masks, "cord_masks"), (levels, "levels")):
+        if extra is not None and len(extra) != len(images):
+            raise ParameterError(f"{len(images)} images but {len(extra)} {name}")
     dup = sorted({str(o) for o in outputs if outputs.count(o) > 1})
     if dup:
         raise ParameterError(f"two images would write the same output '{dup[0]}'; use output_dir per source or outputs")
@@ -150,7 +164,21 @@ def segment_files(
 
         with atomic_path(csv) as tmp:
             table.to_csv(tmp, index=False)
+        _after_cohort(table, Path(csv), cord_masks=cord_masks, levels=levels, bids=bids_morphometrics)
     return table
+
+
+def _after_cohort(table: pd.DataFrame, csv: Path, *, cord_masks, levels, bids: bool) -> None:
+    """Morphometrics and the QC page of a cohort, beside its summary CSV (issue: from study to cohort)."""
+    from ..morphometrics import cohort_morphometrics
+    from ..qc import write_qc_page
+
+    morpho = cohort_morphometrics(
+        table, cord_masks=cord_masks, levels=levels, per_scan_dir=None if bids else csv.parent / "morphometrics",
+        per_scan_ext=".tsv" if bids else ".csv", table_path=csv.parent / "morphometrics.csv")
+    table.attrs["morphometrics"] = str(csv.parent / "morphometrics.csv")
+    table.attrs["morphometrics_errors"] = morpho.attrs["errors"]
+    table.attrs["qc"] = str(write_qc_page(table, csv.parent / "qc", morphometrics=morpho))
 
 
 def _one(segmenter: Segmenter, image: Path, output: Path, *, overwrite: bool, kwargs: dict) -> dict:
@@ -181,17 +209,17 @@ def _one(segmenter: Segmenter, image: Path, output: Path, *, overwrite: bool, kw
 def _describe(row: dict, output: Path, seg: nib.Nifti1Image | None = None) -> None:
     """Slices, GM volume and mean GM area per slice of a mask (along its slice axis)."""
     from ..geometry import slice_axis
+    from ..metrics import area_per_slice_mm2
 
     try:
         img = seg if seg is not None else nib.load(output)
         data = np.asanyarray(img.dataobj) > 0.5
+        axis = slice_axis(img.affine)
+        per_slice = area_per_slice_mm2(data, img.affine, axis=axis)
     except Exception:  # noqa: BLE001 - a skipped, unreadable old output: leave its numbers empty
         return
-    axis = slice_axis(img.affine)
-    voxel = nib.affines.voxel_sizes(img.affine)
-    area = float(np.prod([voxel[k] for k in range(3) if k != axis]))
-    per_slice = np.count_nonzero(data, axis=tuple(k for k in range(3) if k != axis)) * area
-    row.update(slices=int(data.shape[axis]), gm_volume_mm3=round(float(per_slice.sum() * voxel[axis]), 3),
+    voxel_mm3 = abs(float(np.linalg.det(img.affine[:3, :3])))  # exact on sheared grids too
+    row.update(slices=int(data.shape[axis]), gm_volume_mm3=round(float(np.count_nonzero(data) * voxel_mm3), 3),
                gm_area_mean_mm2=round(float(per_slice.mean()), 3))
 
 
@@ -210,7 +238,9 @@ def segment_bids(
     Outputs go to ``<root>/derivatives/<pipeline>/sub-*/[ses-*/]anat/<image stem>_gmseg.nii.gz``;
     ``dataset_description.json`` (``DatasetType: derivative``, ``GeneratedBy`` pedgm_kit with its
     version and model) is written if absent, and the table of :func:`segment_files` as
-    ``<derivative>/gmseg_summary.csv``.
+    ``<derivative>/gmseg_summary.csv``. Cord masks (``*_seg-manual``, ``*_seg``) and level labels
+    (``*_labels`` ...) found in the dataset's other derivatives feed the morphometrics
+    (``<mask>_morphometrics.tsv`` per scan, ``morphometrics.csv`` for the cohort).
 
     Raises
     ------
@@ -245,5 +275,10 @@ def segment_bids(
                              "Description": f"pedgm segment, model {spec}"}],
             "SourceDatasets": [{"URL": f"file://{root.resolve()}"}],
         }, description)
+    from ..morphometrics import CORD_SUFFIXES, LEVEL_SUFFIXES, bids_companion
+
+    cords = [bids_companion(root, p, suffixes=CORD_SUFFIXES, skip=(pipeline,)) for p in images]
+    levels = [bids_companion(root, p, suffixes=LEVEL_SUFFIXES, skip=(pipeline,)) for p in images]
     return segment_files(images, outputs=outputs, model=model, overwrite=overwrite,
-                         csv=derivative / "gmseg_summary.csv", progress=progress, **segment_kwargs)
+                         csv=derivative / "gmseg_summary.csv", progress=progress, cord_masks=cords, levels=levels,
+                         bids_morphometrics=True, **segment_kwargs)

@@ -11,9 +11,12 @@ import pandas as pd
 from ..evaluate.scoring import TIDY_COLUMNS
 from ..exceptions import ParameterError
 from ..metrics import HIGHER_IS_BETTER
-from .paired import bootstrap_mean_diff, holm, wilcoxon_signed_rank
+from .failures import FAILURE_PENALTY_MM, _failed_units, penalise_failures
+from .intervals import TABULATED_N, person_interval
+from .paired import holm, wilcoxon_signed_rank
+from .wording import verdict
 
-__all__ = ["MIN_CI_PERSONS", "headline_table", "paired_comparison"]
+__all__ = ["MIN_CI_PERSONS", "headline_table", "paired_comparison", "person_means"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -29,8 +32,32 @@ def _check_tidy(tidy: pd.DataFrame, needed: Sequence[str]) -> None:
         raise ParameterError(f"tidy table lacks column(s) {absent}; has {list(tidy.columns)}")
 
 
-MIN_CI_PERSONS = 3
-"""Fewest persons for a bootstrap interval of a model's mean (fewer: the interval is not reported)."""
+MIN_CI_PERSONS = min(TABULATED_N)
+"""Fewest persons for which interval coverage was measured (fewer: never an interval)."""
+
+
+def person_means(tidy: pd.DataFrame, *, metric: str = "DSC", models: Sequence[str] | None = None) -> pd.DataFrame:
+    """Scan-level ``metric`` averaged per person: one row per person, one column per model.
+
+    Only scans scored (finite) for every model in ``models`` are used, so each person's mean of
+    every model is over the same scans. Person order: order of appearance.
+    """
+    _check_tidy(tidy, TIDY_COLUMNS)
+    sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
+    models = list(dict.fromkeys(sub["model"])) if models is None else list(models)
+    wide = sub.pivot_table(index=["person", "scan"], columns="model", values="value", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=models).dropna()
+    means = wide.groupby(level="person", sort=False).mean()
+    means.columns.name = None
+    return means
+
+
+def _failed_persons(tidy: pd.DataFrame, models: Sequence[str]) -> set[str]:
+    units = _failed_units(tidy)
+    if units.empty:
+        return set()
+    units = units[(units["level"] == "scan") & units["model"].isin(list(models))]
+    return set(units["person"].astype(str))
 
 
 def headline_table(
@@ -40,47 +67,55 @@ def headline_table(
     metric: str = "DSC",
     n_boot: int = 2000,
     seed: int = 0,
-    ci: float = 0.95,
     tests: pd.DataFrame | None = None,
+    penalty_mm: float = FAILURE_PENALTY_MM,
 ) -> pd.DataFrame:
-    """Each model's mean scan-level ``metric`` on the evaluated (held-out) persons, with its CI.
+    """Each model's mean per-person ``metric`` on the evaluated persons, with the measured-rule interval.
 
-    The interval resamples persons (:func:`bootstrap_mean_diff` on the values themselves) and is
-    given only with at least :data:`MIN_CI_PERSONS` persons. With ``tests`` (the table of
-    :func:`paired_comparison`), the difference to the baseline, its CI and Holm-adjusted p-value
-    are joined.
+    Each person's scans are averaged first; the mean and interval are over persons
+    (:func:`~pedgm_kit.stats.intervals.person_interval`: an interval only where its coverage was
+    measured to hold; ``interval_note`` says which or why none). With ``tests`` (the table of
+    :func:`paired_comparison`), the difference to the baseline, its interval, the Holm-adjusted
+    p-value and the verdict sentence are joined.
 
     Returns
     -------
     pandas.DataFrame
-        ``model, n_scans, n_persons, mean, ci_low, ci_high`` (+ ``mean_diff, diff_ci_low,
-        diff_ci_high, p_holm``), models in table order, the baseline first.
+        ``model, n_scans, n_persons, failed_scans, mean, ci_low, ci_high, ci_method, interval_note``
+        (+ ``mean_diff, diff_ci_low, diff_ci_high, p_holm, verdict``), the baseline first.
     """
     _check_tidy(tidy, TIDY_COLUMNS)
-    sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
+    scored = penalise_failures(tidy, penalty_mm=penalty_mm)
+    sub = scored[(scored["level"] == "scan") & (scored["metric"] == metric)]
     models = list(dict.fromkeys(sub["model"]))
     if baseline in models:
         models.remove(baseline)
         models.insert(0, baseline)
+    units = _failed_units(tidy)
     rows = []
     for model in models:
-        part = sub[sub["model"] == model]
-        values, persons = part["value"].to_numpy(float), part["person"].astype(str).to_numpy()
-        n_persons = len(set(persons))
-        row = {"model": model, "n_scans": int(np.isfinite(values).sum()), "n_persons": n_persons,
-               "mean": float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
-               "ci_low": math.nan, "ci_high": math.nan}
-        if n_persons >= MIN_CI_PERSONS:
-            boot = bootstrap_mean_diff(values, groups=persons, n_boot=n_boot, seed=seed, ci=ci)
-            row.update(ci_low=boot["ci_low"], ci_high=boot["ci_high"])
-        rows.append(row)
+        part = sub[(sub["model"] == model) & np.isfinite(sub["value"].astype(float))]
+        per_person = part.groupby("person", sort=False)["value"].mean().to_numpy(float)
+        failed = units[(units["model"] == model) & (units["level"] == "scan")] if len(units) else units
+        inter = person_interval(per_person, with_failures=len(failed) > 0, n_boot=n_boot, seed=seed)
+        rows.append({"model": model, "n_scans": int(len(part)), "n_persons": inter["n_persons"],
+                     "failed_scans": int(len(failed)), "mean": inter["mean"], "ci_low": inter["ci_low"],
+                     "ci_high": inter["ci_high"], "ci_method": inter["method"] or "",
+                     "interval_note": inter["interval_note"]})
     out = pd.DataFrame(rows)
     if tests is not None and len(tests):
         chosen = tests[(tests["level"] == "scan") & (tests["metric"] == metric)]
-        chosen = chosen[["model", "mean_diff", "ci_low", "ci_high", "p_holm"]].rename(
+        chosen = chosen[["model", "mean_diff", "ci_low", "ci_high", "p_holm", "verdict"]].rename(
             columns={"ci_low": "diff_ci_low", "ci_high": "diff_ci_high"})
         out = out.merge(chosen, on="model", how="left")
     return out
+
+
+_COLUMNS = [
+    "level", "metric", "model", "baseline", "higher_is_better", "n_scans", "n_persons", "failed_persons",
+    "mean_baseline", "mean_model", "mean_diff", "median_diff", "ci_low", "ci_high", "ci_method", "interval_note",
+    "wilcoxon_W", "p_value", "p_holm", "significant", "inference", "verdict", "note",
+]
 
 
 def paired_comparison(
@@ -91,17 +126,23 @@ def paired_comparison(
     level: str = "scan",
     n_boot: int = 2000,
     seed: int = 0,
-    ci: float = 0.95,
     alpha: float = 0.05,
     alternative: str = "two-sided",
+    penalty_mm: float = FAILURE_PENALTY_MM,
 ) -> pd.DataFrame:
-    """Every model against the baseline: paired Wilcoxon test, person bootstrap CI, Holm.
+    """Every model against the baseline, one pair per person: Wilcoxon, measured-rule interval, Holm.
 
-    Pairs are the units (scans at ``level="scan"``, (scan, slice) at ``level="slice"``) scored by
-    both models; a unit where either value is NaN is left out of that comparison. Differences are
-    model minus baseline (positive = higher value for the model; for distances that is worse, see
-    :data:`HIGHER_IS_BETTER`). Holm's adjustment runs over all rows of the result (all models x
-    metrics of this level): one family of comparisons.
+    At ``level="scan"`` each person's scans (those scored for both models) are averaged per model,
+    and the pairs are persons: two sessions of one person make one pair. Differences are model minus
+    baseline (positive = higher value for the model; for distances that is worse, see
+    :data:`HIGHER_IS_BETTER`). Failed predictions are kept: their undefined distances are
+    ``penalty_mm`` (:func:`~pedgm_kit.stats.failures.penalise_failures`). The interval of the mean
+    per-person difference follows :func:`~pedgm_kit.stats.intervals.person_interval` (none where no
+    method's coverage was measured to hold for that many persons). Holm's adjustment runs over the
+    tested rows of the result.
+
+    At ``level="slice"`` the rows are *descriptive*: mean and median difference over slices, no
+    p-value, no interval, no ``significant`` (slices of one person are not independent).
 
     Parameters
     ----------
@@ -113,27 +154,25 @@ def paired_comparison(
     metrics : sequence of str, default ("DSC",)
         Metrics to compare.
     level : {"scan", "slice"}, default "scan"
-        Unit of the pairs. Slice-level p-values are optimistic (slices of one person are not
-        independent); the ``note`` column says so.
+        ``"scan"``: inference over persons; ``"slice"``: descriptive.
     n_boot : int, default 2000
-        Bootstrap resamples of persons.
+        Bootstrap resamples, where the rule picks a bootstrap interval.
     seed : int, default 0
-        Seed of the bootstrap (each comparison uses this same seed, so adding a model does not
-        change the others' intervals).
-    ci : float, default 0.95
-        Coverage of the bootstrap interval.
+        Seed of the bootstrap.
     alpha : float, default 0.05
         Level at which ``significant`` is decided on the Holm-adjusted p-value.
     alternative : {"two-sided", "greater", "less"}, default "two-sided"
         Of the Wilcoxon test.
+    penalty_mm : float, default :data:`~pedgm_kit.stats.failures.FAILURE_PENALTY_MM`
+        Distance given to a failed (empty) prediction.
 
     Returns
     -------
     pandas.DataFrame
-        One row per (model, metric): ``level, metric, model, baseline, higher_is_better, n_pairs,
-        n_persons, mean_baseline, mean_model, mean_diff, median_diff, ci_low, ci_high,
-        wilcoxon_W, p_value, p_holm, significant, note``. Empty (with these columns) when there is
-        no other model.
+        One row per (model, metric): ``level, metric, model, baseline, higher_is_better, n_scans,
+        n_persons, failed_persons, mean_baseline, mean_model, mean_diff, median_diff, ci_low,
+        ci_high, ci_method, interval_note, wilcoxon_W, p_value, p_holm, significant, inference,
+        verdict, note``. Empty (with these columns) when there is no other model.
 
     Raises
     ------
@@ -150,43 +189,69 @@ def paired_comparison(
     unknown = [m for m in metrics if m not in known]
     if unknown:
         raise ParameterError(f"metric(s) {unknown} not in the table; metrics: {sorted(known)}")
-    columns = [
-        "level", "metric", "model", "baseline", "higher_is_better", "n_pairs", "n_persons",
-        "mean_baseline", "mean_model", "mean_diff", "median_diff", "ci_low", "ci_high",
-        "wilcoxon_W", "p_value", "p_holm", "significant", "note",
-    ]
-    sub = tidy[tidy["level"] == level]
-    keys = ["scan", "person"] if level == "scan" else ["scan", "person", "slice"]
+    scored = penalise_failures(tidy, penalty_mm=penalty_mm)
     rows = []
     for metric in metrics:
-        wide = sub[sub["metric"] == metric].pivot(index=keys, columns="model", values="value")
         for model in models:
             if model == baseline:
                 continue
-            if model not in wide.columns or baseline not in wide.columns:
-                pair = pd.DataFrame(columns=[baseline, model])
+            if level == "scan":
+                rows.append(_person_row(scored, tidy, metric, model, baseline, n_boot, seed, alternative))
             else:
-                pair = wide[[baseline, model]].dropna()
-            diff = (pair[model] - pair[baseline]).to_numpy(dtype=float)
-            persons = pair.index.get_level_values("person").to_numpy() if len(pair) else np.array([])
-            test = wilcoxon_signed_rank(diff, alternative=alternative)
-            boot = bootstrap_mean_diff(diff, groups=persons, n_boot=n_boot, seed=seed, ci=ci)
-            notes = [n for n in (test["note"], boot["note"]) if n]
-            if level == "slice":
-                notes.append("slices are not independent: p-values optimistic")
-            rows.append({
-                "level": level, "metric": metric, "model": model, "baseline": baseline,
-                "higher_is_better": HIGHER_IS_BETTER.get(metric, True),
-                "n_pairs": int(len(pair)), "n_persons": boot["n_persons"],
-                "mean_baseline": float(pair[baseline].mean()) if len(pair) else math.nan,
-                "mean_model": float(pair[model].mean()) if len(pair) else math.nan,
-                "mean_diff": boot["mean_diff"],
-                "median_diff": float(np.median(diff)) if diff.size else math.nan,
-                "ci_low": boot["ci_low"], "ci_high": boot["ci_high"],
-                "wilcoxon_W": test["statistic"], "p_value": test["p_value"],
-                "note": "; ".join(notes),
-            })
-    frame = pd.DataFrame(rows, columns=[c for c in columns if c not in ("p_holm", "significant")])
+                rows.append(_slice_row(scored, metric, model, baseline))
+    frame = pd.DataFrame(rows, columns=[c for c in _COLUMNS if c not in ("p_holm", "significant", "verdict")])
     frame["p_holm"] = holm(frame["p_value"].to_numpy(dtype=float)) if len(frame) else []
-    frame["significant"] = frame["p_holm"].to_numpy(dtype=float) < alpha if len(frame) else []
-    return frame[columns]
+    significant = frame["p_holm"].to_numpy(dtype=float) < alpha if len(frame) else []
+    frame["significant"] = pd.array(significant, dtype="boolean") if len(frame) else []
+    if level == "slice" and len(frame):
+        frame["significant"] = pd.array([pd.NA] * len(frame), dtype="boolean")
+    frame["verdict"] = [verdict(row) for row in frame.to_dict("records")] if len(frame) else []
+    return frame[_COLUMNS]
+
+
+def _person_row(scored, tidy, metric, model, baseline, n_boot, seed, alternative) -> dict:
+    means = person_means(scored, metric=metric, models=[baseline, model]) if model in set(
+        scored["model"]) else pd.DataFrame(columns=[baseline, model])
+    diff = (means[model] - means[baseline]).to_numpy(dtype=float)
+    sub = scored[(scored["level"] == "scan") & (scored["metric"] == metric)]
+    wide = sub.pivot_table(index=["person", "scan"], columns="model", values="value", aggfunc="first")
+    n_scans = int(wide.reindex(columns=[baseline, model]).dropna().shape[0]) if len(wide) else 0
+    failed = _failed_persons(tidy, [baseline, model]) & set(means.index.astype(str))
+    test = wilcoxon_signed_rank(diff, alternative=alternative)
+    inter = person_interval(diff, with_failures=bool(failed), n_boot=n_boot, seed=seed)
+    notes = [n for n in (test["note"],) if n]
+    if failed:
+        notes.append(f"{len(failed)} person(s) with a failed (empty) prediction, distances penalised")
+    return {
+        "level": "scan", "metric": metric, "model": model, "baseline": baseline,
+        "higher_is_better": HIGHER_IS_BETTER.get(metric, True), "n_scans": n_scans,
+        "n_persons": int(len(means)), "failed_persons": len(failed),
+        "mean_baseline": float(means[baseline].mean()) if len(means) else math.nan,
+        "mean_model": float(means[model].mean()) if len(means) else math.nan,
+        "mean_diff": inter["mean"], "median_diff": float(np.median(diff)) if diff.size else math.nan,
+        "ci_low": inter["ci_low"], "ci_high": inter["ci_high"], "ci_method": inter["method"] or "",
+        "interval_note": inter["interval_note"], "wilcoxon_W": test["statistic"], "p_value": test["p_value"],
+        "inference": "persons (each person's scans averaged first)", "note": "; ".join(notes),
+    }
+
+
+def _slice_row(scored, metric, model, baseline) -> dict:
+    sub = scored[(scored["level"] == "slice") & (scored["metric"] == metric)]
+    wide = sub.pivot_table(index=["person", "scan", "slice"], columns="model", values="value", aggfunc="first")
+    pair = wide.reindex(columns=[baseline, model]).dropna() if len(wide) else pd.DataFrame(columns=[baseline, model])
+    diff = (pair[model] - pair[baseline]).to_numpy(dtype=float)
+    persons = pair.index.get_level_values("person").nunique() if len(pair) else 0
+    return {
+        "level": "slice", "metric": metric, "model": model, "baseline": baseline,
+        "higher_is_better": HIGHER_IS_BETTER.get(metric, True), "n_scans": int(len(pair)),
+        "n_persons": int(persons), "failed_persons": 0,
+        "mean_baseline": float(pair[baseline].mean()) if len(pair) else math.nan,
+        "mean_model": float(pair[model].mean()) if len(pair) else math.nan,
+        "mean_diff": float(diff.mean()) if diff.size else math.nan,
+        "median_diff": float(np.median(diff)) if diff.size else math.nan,
+        "ci_low": math.nan, "ci_high": math.nan, "ci_method": "",
+        "interval_note": "descriptive: slices of one person are not independent, no interval",
+        "wilcoxon_W": math.nan, "p_value": math.nan,
+        "inference": "descriptive (slices are not independent)",
+        "note": f"{len(pair)} slice pairs of {persons} person(s); descriptive only, no test",
+    }

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field, fields
 
 from ..exceptions import ParameterError
 
-__all__ = ["ADAPTED_VARIANT", "RECIPES", "VARIANTS", "TrainConfig"]
+__all__ = ["ADAPTED_VARIANT", "RECIPES", "THRESHOLD_GRID", "THRESHOLD_RULES", "VARIANTS", "TrainConfig",
+           "a_priori_threshold"]
 
 #: The original study's four variants: name -> the :class:`TrainConfig` settings that make it.
 VARIANTS: dict[str, dict] = {
@@ -35,6 +36,30 @@ ADAPTED_VARIANT: dict[str, dict] = {
 }
 
 
+#: How a trained model's threshold is chosen (``TrainConfig.threshold``), each without looking at test data:
+#: "loss" -- fixed before training by the loss (:func:`a_priori_threshold`); "validation" -- the value of
+#: :data:`THRESHOLD_GRID` with the best validation Dice, chosen together with the epoch.
+THRESHOLD_RULES = ("loss", "validation")
+
+#: Thresholds tried by the "validation" rule (SCT's 0.999 included).
+THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.999)
+
+
+def a_priori_threshold(loss: str, init_threshold: float) -> tuple[float, str]:
+    """The threshold a loss implies, fixed before any training or scoring: (threshold, rule in words).
+
+    The rule is a property of the loss, not a measurement. A network trained on soft Dice alone
+    saturates its sigmoid, so it keeps the threshold of the weights it starts from (SCT's 0.999 for
+    the challenge weights, whose models were trained that way). With a binary cross-entropy term
+    (``dice_bce``) the output is a calibrated probability of GM, and the threshold of a probability
+    is 0.5. Neither value was chosen by looking at validation or test results.
+    """
+    if loss == "dice_bce":
+        return 0.5, "fixed a priori by the loss: Dice + BCE outputs a probability, thresholded at 0.5"
+    return float(init_threshold), (f"fixed a priori by the loss: Dice loss keeps the initial weights' threshold "
+                                   f"({float(init_threshold):g}, SCT's)")
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run (defaults: the original study's).
@@ -50,7 +75,9 @@ class TrainConfig:
     epochs : int
         Maximum number of epochs.
     patience, min_delta : int, float
-        Early stopping on validation Dice (mode max).
+        Early stopping (mode max) on the selection metric: the hard Dice of the whole validation
+        split at the model's threshold, pooled per person then averaged over persons
+        (``val_dice_hard``; the soft batch Dice is logged only).
     batch_size : int
     learning_rate : float
     freeze : {"none", "early"}
@@ -68,8 +95,12 @@ class TrainConfig:
         float16 compute, float32 weights and output.
     loss : {"dice", "dice_bce"}
         The study's soft Dice loss, or Dice plus binary cross-entropy (whose gradient does not vanish
-        when a pretrained network's sigmoid outputs are saturated on the wrong side). A ``dice_bce``
-        model's weights record threshold 0.5 (its output is a probability), a Dice model's SCT's 0.999.
+        when a pretrained network's sigmoid outputs are saturated on the wrong side).
+    threshold : {"loss", "validation"}
+        How the model's threshold is chosen, never on test data (:data:`THRESHOLD_RULES`): "loss"
+        fixes it before training (:func:`a_priori_threshold`: Dice + BCE 0.5, Dice SCT's 0.999);
+        "validation" picks the value of :data:`THRESHOLD_GRID` with the best validation Dice, with
+        the epoch. The weights' ``best.json`` and ``summary.json`` record it and the rule.
     adabn : bool
         Re-estimate every BatchNorm layer's statistics on the training slices before training
         (AdaBN: the network's normalisation moves to the new domain before any weight does).
@@ -98,6 +129,7 @@ class TrainConfig:
     train_persons: int = 0
     mixed_precision: bool = False
     loss: str = "dice"
+    threshold: str = "loss"
     adabn: bool = False
     reinit_head: bool = False
     warmup_epochs: int = 0
@@ -110,6 +142,7 @@ class TrainConfig:
             "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
             "freeze": self.freeze in ("none", "early"), "max_slices": self.max_slices >= 0,
             "train_persons": self.train_persons >= 0, "loss": self.loss in ("dice", "dice_bce"),
+            "threshold": self.threshold in THRESHOLD_RULES,
             "warmup_epochs": 0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
             "seed": 0 <= self.seed < 2**32,
         }

@@ -22,7 +22,8 @@ from ..model import (
 )
 from ..weights import read_metadata, weights_path
 from .config import TrainConfig
-from .data import load_arrays, make_dataset
+from .data import EpochCounter, load_arrays, make_dataset
+from .preempt import PreemptionGuard
 from .records import _device, _Recorder, dice_scores, plot_learning_curve
 
 __all__ = ["adapt_batchnorm", "build_for_training", "set_determinism", "train_variant"]
@@ -185,20 +186,21 @@ def train_variant(
     setup_seconds = time.perf_counter() - start
     train_data = make_dataset(x_train, y_train, batch_size=config.batch_size, augment=config.augment,
                               seed=config.seed, config=AugmentConfig(**config.augmentation),
-                              overlap=not config.deterministic)
+                              overlap=not config.deterministic, epochs=(epochs := EpochCounter()))
     val_data = make_dataset(x_val, y_val, batch_size=8, augment=False, seed=config.seed, shuffle=False)
     initial_val = float(model.evaluate(val_data, verbose=0, return_dict=True)["dice"])
     recorder = _Recorder(folder, metadata, {"epoch": 0.0, "loss": np.nan, "dice": np.nan, "val_loss": np.nan,
                                             "val_dice": initial_val, "learning_rate": np.nan}, config.min_delta,
                          initial_is_candidate=config.pretrained)
-    cbs = [keras.callbacks.BackupAndRestore(str(folder / "backup")), recorder]
+    cbs = [keras.callbacks.BackupAndRestore(str(folder / "backup")), epochs, recorder]
     if config.warmup_epochs:
         cbs.append(_warmup(config))
     if not config.sweep:
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", min_delta=config.min_delta,
                                                  patience=config.patience))
     start = time.perf_counter()
-    model.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=cbs + (callbacks or []),
+    model.fit(train_data, validation_data=val_data, epochs=config.epochs,
+              callbacks=cbs + [PreemptionGuard()] + (callbacks or []),  # SIGTERM: stop, keep the last epoch
               verbose=verbose, shuffle=False)  # the pipelines shuffle themselves, seeded
     seconds = time.perf_counter() - start
 

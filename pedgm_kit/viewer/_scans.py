@@ -14,6 +14,7 @@ import numpy as np
 from ..exceptions import ParameterError
 from ..geometry import Canonical
 from ..io import check_binary, check_same_grid, load_image, open_nifti, source_name
+from ..metrics import pixel_area_mm2
 from ._render import orientation_labels
 
 __all__ = ["LoadedScan", "ViewerScan", "check_grids", "load_scan"]
@@ -111,6 +112,8 @@ class LoadedScan:
     box : tuple of 4 int or None
         The cord window in picture coordinates (``zoom_box`` of :func:`render_slice`); None when
         the scan has no mask voxel.
+    pixel_area_mm2 : float or None
+        Area of one axial pixel in mm² from the affine (:func:`pedgm_kit.metrics.pixel_area_mm2`).
     """
 
     scan_id: str
@@ -123,6 +126,7 @@ class LoadedScan:
     vmin: float
     vmax: float
     box: tuple[int, int, int, int] | None
+    pixel_area_mm2: float | None = None
 
 
 def _load_mask(spec, image: nib.Nifti1Image, image_name: str, what: str, label: str) -> np.ndarray:
@@ -170,6 +174,7 @@ def load_scan(scan: ViewerScan, *, cord_margin_mm: float) -> LoadedScan:
         scan_id=scan.scan_id, image=canon.data, manual=manual, masks=masks,
         spacing_mm=np.asarray(canon.spacing_mm, dtype=float), labels=orientation_labels(canon.affine),
         stored_axcodes=tuple(canon.axcodes), vmin=vmin, vmax=vmax, box=box,
+        pixel_area_mm2=pixel_area_mm2(canon.affine, axis=2),
     )
 
 

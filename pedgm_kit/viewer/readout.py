@@ -52,6 +52,7 @@ def slice_readout(
     pixel_mm: Sequence[float],
     slice_index: int = 0,
     labels: Mapping[str, str] | None = None,
+    pixel_area_mm2: float | None = None,
 ) -> SliceReadout:
     """Dice and GM areas of one slice's masks.
 
@@ -67,11 +68,14 @@ def slice_readout(
         Recorded in the result.
     labels : mapping, optional
         Orientation letters, recorded in the result.
+    pixel_area_mm2 : float, optional
+        Area of one pixel in mm², from the affine (:func:`pedgm_kit.metrics.pixel_area_mm2`: right
+        on sheared grids too); default ``pixel_mm[0] * pixel_mm[1]``.
 
     Returns
     -------
     SliceReadout
-        ``area_mm2[name] = count_nonzero(mask) * pixel_mm[0] * pixel_mm[1]``.
+        ``area_mm2[name] = count_nonzero(mask) * pixel_area_mm2``.
 
     Raises
     ------
@@ -90,7 +94,9 @@ def slice_readout(
     px = np.asarray(pixel_mm, dtype=float) if not isinstance(pixel_mm, (str, bytes)) else np.array([])
     if px.shape != (2,) or not np.all(np.isfinite(px) & (px > 0)):
         raise ParameterError(f"pixel_mm must be 2 positive finite voxel sizes in mm; got {pixel_mm!r}")
-    pixel_area = float(px[0] * px[1])
+    pixel_area = float(px[0] * px[1]) if pixel_area_mm2 is None else float(pixel_area_mm2)
+    if not (math.isfinite(pixel_area) and pixel_area > 0):
+        raise ParameterError(f"pixel_area_mm2 must be a positive finite number of mm²; got {pixel_area_mm2!r}")
     arrays = {name: np.asarray(m) for name, m in masks.items()}
     shapes = {a.shape for a in arrays.values()} | ({np.shape(manual)} if manual is not None else set())
     if len(shapes) > 1:

@@ -462,6 +462,7 @@ class SliceViewer:
             None if loaded.manual is None else loaded.manual[:, :, z],
             masks={n: m[:, :, z] for n, m in loaded.masks.items()},
             pixel_mm=loaded.spacing_mm[:2], slice_index=z, labels=loaded.labels,
+            pixel_area_mm2=loaded.pixel_area_mm2,
         )
         self._shown_mode = mode
         return self.rendered
