@@ -11,7 +11,7 @@ LAB_PORT ?= 8888
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PEDGM_DATA_MIRROR ?= $(abspath ../shared/pedgm-data)
 
-.PHONY: venv kernel lab demo demo-cv segment-demo test test-fast bench clean
+.PHONY: venv kernel lab demo demo-cv segment-demo test test-fast fuzz bench clean
 
 $(BIN)/pedgm: pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found; run with PYTHON=/path/to/python3.11" >&2; exit 2; }
@@ -50,6 +50,10 @@ test: venv $(KERNEL) $(VENV)/.crosscheck
 # The edit-test loop: no test marked slow (the network on real scans, training, notebooks) or browser.
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+# Generated hostile input (tests/test_fuzz.py): the long Hypothesis profile, thousands of random cases.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py --hypothesis-show-statistics
 
 segment-demo: venv
 	$(BIN)/python -m pedgm_kit.demo

@@ -24,12 +24,10 @@ import tempfile
 __all__ = ["NOISE", "keras", "quiet_native_stderr"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Deterministic training needs fixed thread settings as well as op determinism: with TensorFlow's default
-# inter-op pool, two augmented training runs with the same seed differed at 1e-7 after one epoch in 2 of 3
-# tries (independent ops finish in a different order); with one inter-op thread (each op still uses every
-# core) 5 of 5 pairs gave identical history.csv at the same speed (2.1-2.2 slices/s). Set before TensorFlow
-# starts; export TF_NUM_INTEROP_THREADS to choose otherwise.
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+# The inter-op thread pool is NOT fixed here: deterministic training sets it to one thread when it starts
+# (pedgm_kit.train.set_determinism, before TensorFlow's runtime is initialised), and deterministic=False
+# keeps TensorFlow's default pool, so the two settings really differ. Export TF_NUM_INTEROP_THREADS to
+# impose a value on every run of a process.
 
 #: Lines the backend's start-up writes that are notices, not failures.
 NOISE = re.compile(

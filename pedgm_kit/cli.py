@@ -45,7 +45,15 @@ def get_parser() -> argparse.ArgumentParser:
     seg.add_argument("--csv", help="summary CSV (default: gmseg_summary.csv in the output folder for several images)")
     seg.add_argument("-m", "--model", default="challenge",
                      help="challenge (default), large, or a .hdf5 weights file with its .json beside it")
-    seg.add_argument("--cord-mask", help="spinal cord mask on the image grid, to centre the windows on (one image)")
+    seg.add_argument("--cord-mask",
+                     help="spinal cord mask on the image grid: one image: centres the windows on it (and WM area, "
+                          "GM/cord ratio with --morphometrics); several images: a folder of <image>_seg[-manual] "
+                          "masks for the morphometrics")
+    seg.add_argument("--levels", help="vertebral level labels (SCT's _labels convention) on the image grid, or a folder "
+                                      "of <image>_labels files: morphometrics per level")
+    seg.add_argument("--morphometrics", action="store_true",
+                     help="one image: also write <output>_morphometrics.csv (several images always write "
+                          "morphometrics.csv and qc/index.html beside the summary CSV)")
     seg.add_argument("-t", "--threshold", type=float, default=None,
                      help="probability threshold (default from the model metadata, 0.999); 0 writes probabilities")
     seg.add_argument("--tta", action="store_true", help="test-time augmentation (9 passes, seeded)")
@@ -89,10 +97,18 @@ def get_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output-dir", help="run folder (default: the parameter file's output_dir)")
 
     rn = sub.add_parser("run", help="run notebooks 01-05 (four variants) on a parameter file; index.html report")
-    rn.add_argument("--params", required=True, help="YAML parameter file with notebook sections, e.g. parameters/demo.yaml")
+    rn.add_argument("--params", help="YAML parameter file with notebook sections, e.g. parameters/demo.yaml "
+                                     "(with --resume: default the run's own parameters.yaml)")
     rn.add_argument("--outputs", default="outputs", help="parent folder of run folders (default outputs)")
     rn.add_argument("--run-id", help="run folder name (default: run-<timestamp>, never reused)")
-    rn.add_argument("--overwrite", action="store_true", help="reuse an existing --run-id folder")
+    rn.add_argument("--overwrite", action="store_true",
+                    help="reuse an existing --run-id folder; with --resume: rerun the steps whose parameters changed")
+    # resuming (run state in <run>/state.json; SIGTERM exits with status 143, the last epoch kept)
+    rn.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_FOLDER",
+                    help="continue a run (RUN_FOLDER, or --outputs/--run-id): finished steps with unchanged "
+                         "parameters are reused, a cut training run continues from its last completed epoch")
+    st = sub.add_parser("status", help="a run's steps (pending/running/done/failed/interrupted) and the time left")
+    st.add_argument("run", help="run folder (outputs/<run-id>)")
 
     sl = sub.add_parser("slurm", help="write a SLURM job-array script (one task per training run: fold x variant)")
     sl.add_argument("--params", required=True, help="YAML parameter file passed on to pedgm train")
@@ -112,6 +128,12 @@ def get_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("onnx", "hdf5"), default="onnx", help="onnx (default) or hdf5")
     ex.add_argument("--out", required=True, help="existing folder to write <name>.onnx/.hdf5 and <name>.json into")
     ex.add_argument("--overwrite", action="store_true", help="replace existing files")
+    mc = sub.add_parser("model-card", help="print a model's card (training persons and sites, recipe, threshold, "
+                                           "Dice, sha256); built from its run folder when it has none")
+    mc.add_argument("model", help="a .hdf5/.onnx weights file, a variant folder, or <run>/train/<variant> (fold ensemble)")
+    mc.add_argument("--json", action="store_true", help="print the JSON card instead of the Markdown")
+    mc.add_argument("--write", action="store_true", help="save model_card.json/.md beside the model if it has none")
+    mc.add_argument("--overwrite", action="store_true", help="with --write: replace an existing card")
     for command in sub.choices.values():  # --verbose after the command too (pedgm segment x --verbose)
         command.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
     return parser
@@ -136,7 +158,6 @@ def _cmd_segment(args) -> int:
     from .exceptions import ParameterError
     from .segment import (
         DEFAULT_PADDING,
-        Segmenter,
         find_images,
         segment_bids,
         segment_file,
@@ -152,33 +173,115 @@ def _cmd_segment(args) -> int:
     options = {"threshold": args.threshold, "tta": args.tta, "seed": args.seed, "uncertainty": args.uncertainty,
                "cord_scale": cord_scale}
     single = not args.bids and len(args.images) == 1 and not Path(args.images[0]).is_dir()
+    # hostile input, round two: --output-dir and --csv are honoured or refused, never ignored
+    from .io import check_output_path, default_output_path
+
+    if args.output and args.output_dir:
+        raise ParameterError("give -o/--output (one file) or --output-dir (a folder), not both")
+    if single and args.csv:
+        raise ParameterError("--csv is the summary table of several images or of --bids; one image writes none")
+    if single and args.output_dir:  # one image into a folder, created (and removed again if the run fails)
+        from .segment.cohort import made_folders
+
+        args.output, folder, args.output_dir = str(Path(args.output_dir) / default_output_path(args.images[0]).name), \
+            args.output_dir, None
+        with made_folders(folder):
+            return _cmd_segment(args)
+    if args.csv:  # an explicit --csv is an output like any other: never replaced without --overwrite
+        check_output_path(args.csv, overwrite=args.overwrite, suffixes=(".csv",), what="--csv", inputs=args.images)
+    if args.threshold is not None and 0 < args.threshold < 0.01:
+        import warnings
+
+        warnings.warn(f"threshold {args.threshold:g} is below 0.01: almost every voxel the network sees will be "
+                      "labelled GM (0 writes the probabilities instead)", stacklevel=1)
     if args.output and not single:
         raise ParameterError("-o/--output names one output: use --output-dir for several images")
-    if args.cord_mask and not single:
-        raise ParameterError("--cord-mask belongs to one image: segment that image on its own")
+    if args.cord_mask and not single and not Path(args.cord_mask).is_dir():
+        raise ParameterError("--cord-mask with several images must be a folder of <image>_seg masks")
+    if args.levels and not single and not Path(args.levels).is_dir():
+        raise ParameterError("--levels with several images must be a folder of <image>_labels files")
     if args.bids and len(args.images) != 1:
         raise ParameterError("--bids takes exactly one BIDS root")
     images = None if single or args.bids else find_images(args.images)
-    model = Segmenter(args.model, batch_size=args.batch_size, engine=args.engine,
-                      padding=args.padding or DEFAULT_PADDING)
+    from .segment.ensemble import load_segmenter
+
+    model = load_segmenter(args.model, batch_size=args.batch_size, engine=args.engine,
+                           padding=args.padding or DEFAULT_PADDING)
+    _print_model_card_line(args.model)
     if single:
-        print(segment_file(args.images[0], args.output, overwrite=args.overwrite, model=model,
-                           cord_mask=args.cord_mask, **options))
+        from .morphometrics import morphometrics_path
+
+        table_path = None
+        if args.morphometrics or args.levels:  # check the inputs and where it goes before any work
+            from .morphometrics import check_companions
+
+            check_companions(args.images[0], cord=args.cord_mask, levels=args.levels)
+            output = Path(args.output) if args.output else default_output_path(args.images[0])
+            table_path = check_output_path(morphometrics_path(output), overwrite=args.overwrite, suffixes=(".csv",),
+                                           what="morphometrics CSV")
+        written = segment_file(args.images[0], args.output, overwrite=args.overwrite, model=model,
+                               cord_mask=args.cord_mask, **options)
+        print(written)
+        if table_path is not None:
+            from .morphometrics import scan_morphometrics, write_table
+
+            print(write_table(scan_morphometrics(written, cord=args.cord_mask, levels=args.levels), table_path))
         return 0
     if args.bids:
-        table = segment_bids(args.images[0], pipeline=args.pipeline, model=model, overwrite=args.overwrite, **options)
-        csv = Path(args.images[0]) / "derivatives" / args.pipeline / "gmseg_summary.csv"
+        table = segment_bids(args.images[0], pipeline=args.pipeline, model=model, overwrite=args.overwrite,
+                             output_dir=args.output_dir, csv=args.csv, **options)
+        csv = table.attrs["csv"]
     else:
         folder = Path(args.output_dir) if args.output_dir else Path(images[0]).parent
         csv = Path(args.csv) if args.csv else folder / "gmseg_summary.csv"
+        from .morphometrics import CORD_SUFFIXES, LEVEL_SUFFIXES, match_mask
+
+        cords = [match_mask(p, args.cord_mask, suffixes=CORD_SUFFIXES) for p in images]
+        levels = [match_mask(p, args.levels, suffixes=LEVEL_SUFFIXES) for p in images]
         table = segment_files(images, output_dir=args.output_dir, model=model, overwrite=args.overwrite, csv=csv,
-                              **options)
+                              cord_masks=cords, levels=levels, **options)
     done = table["status"].value_counts().to_dict()
     print(f"{len(table)} scans: {done.get('ok', 0)} segmented, {done.get('skipped', 0)} skipped (output exists), "
           f"{done.get('failed', 0)} failed; summary: {csv}")
+    if "qc" in table.attrs:
+        print(f"morphometrics: {table.attrs['morphometrics']}; QC page: {table.attrs['qc']}")
     for _, row in table[table["status"] == "failed"].iterrows():
         print(f"pedgm segment: error: {row['error']}", file=sys.stderr)
+    for file, message in table.attrs.get("morphometrics_errors", []):
+        print(f"pedgm segment: warning: morphometrics of {file}: {message}", file=sys.stderr)
     return 2 if table.attrs["failed"] else 0
+
+
+def _print_model_card_line(model) -> None:
+    """``pedgm segment --model X``: the card's one line on stderr (a note when X has none)."""
+    from .registry import BUILTIN_MODELS
+
+    if str(model) in BUILTIN_MODELS:
+        return
+    from .model_card import card_for, summary_line
+
+    card, found = card_for(model, write=True)  # a model without a card gets one from its run folder's files
+    if found:
+        print(f"pedgm segment: model: {summary_line(card)}", file=sys.stderr)
+    else:
+        print(f"pedgm segment: note: {model} had no model card; built from its files: {summary_line(card)}",
+              file=sys.stderr)
+
+
+def _cmd_model_card(args) -> int:
+    from .model_card import card_for, card_markdown, write_card
+
+    card, found = card_for(args.model)
+    if args.write and (not found or args.overwrite):
+        for path in write_card(args.model, card, overwrite=True):
+            print(f"written: {path}", file=sys.stderr)
+    if args.json:
+        import json
+
+        print(json.dumps(card, indent=2))
+    else:
+        print(card_markdown(card))
+    return 0
 
 
 def _cmd_evaluate(args) -> int:
@@ -230,8 +333,16 @@ def _cmd_train(args) -> int:
 def _cmd_run(args) -> int:
     from .runner import run_pipeline
 
-    run = run_pipeline(args.params, outputs=args.outputs, run_id=args.run_id, overwrite=args.overwrite)
+    run = run_pipeline(args.params, outputs=args.outputs, run_id=args.run_id, overwrite=args.overwrite,
+                       resume=args.resume)
     print(run / "index.html")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from .runstate import status_table
+
+    print(status_table(args.run))
     return 0
 
 
@@ -255,7 +366,9 @@ def _cmd_export(args) -> int:
     source = weights_path(args.model)
     meta = read_metadata(source)
     target = out / f"{source.stem}.{args.format}"
-    for path in (target, target.with_suffix(".json")):
+    from .model_card import card_paths, export_card, write_card
+
+    for path in (target, target.with_suffix(".json"), *card_paths(target)):
         check_output_path(path, overwrite=args.overwrite, suffixes=None, inputs=(source, source.with_suffix(".json")))
     size = int(meta["input_size"])
     model, meta = load_model(source, input_shape=(size, size, 1))
@@ -265,6 +378,7 @@ def _cmd_export(args) -> int:
     else:
         export_onnx(model, target, input_size=size)
         write_json(keep, target.with_suffix(".json"))
+    write_card(target, export_card(args.model, target))  # the card travels with the exported weights
     print(target)
     return 0
 
@@ -277,6 +391,8 @@ _COMMANDS = {
     "run": _cmd_run,
     "slurm": _cmd_slurm,
     "export": _cmd_export,
+    "model-card": _cmd_model_card,
+    "status": _cmd_status,
 }
 
 
@@ -301,13 +417,59 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed its one-line usage error
         return int(exc.code or 0)
+    import logging
     import warnings
 
     previous = _one_line_warnings(args.command)
+    # nibabel's own log lines (header repairs) never reach stderr beside the one-line error: the input
+    # layer (pedgm_kit.io) checks those fields itself; this also covers any nibabel call outside it
+    nibabel_log = logging.getLogger("nibabel.global")
+    was_disabled, nibabel_log.disabled = nibabel_log.disabled, True
+    stdout, sys.stdout = sys.stdout, _PipeSafe(sys.stdout)
     try:
-        return _run(args)
+        status = _run(args)
+        sys.stdout.flush()
+        return status
     finally:
+        sys.stdout = stdout
+        nibabel_log.disabled = was_disabled
         warnings.showwarning = previous
+
+
+class _PipeSafe:
+    """stdout that treats a closed pipe (``pedgm evaluate ... | head -3``) as the reader having seen enough.
+
+    Command-line tools exit quietly then; here the command also runs to its end, so outputs written
+    after the printing (``--json``, summaries) are still written. Later output goes to /dev/null.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.closed_pipe = False
+
+    def _guard(self, method: str, *args):
+        if self.closed_pipe:
+            return len(args[0]) if args else None
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            self.closed_pipe = True
+            try:  # the interpreter's last flush at exit must not complain either
+                import os
+
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+            except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture)
+                pass
+            return len(args[0]) if args else None
+
+    def write(self, text: str):
+        return self._guard("write", text)
+
+    def flush(self):
+        return self._guard("flush")
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def _run(args) -> int:
@@ -317,14 +479,16 @@ def _run(args) -> int:
         if args.verbose:
             traceback.print_exc()
         after = {"train": "; rerun the same command to resume from the last completed epoch",
-                 "run": "; finished notebooks are kept"}.get(args.command, "; no output was written")
+                 "run": "; finished steps are kept (pedgm run --resume continues)"}.get(
+                     args.command, "; no output was written")
         print(f"pedgm {args.command}: interrupted{after}", file=sys.stderr)
         return 130
     except PedgmError as err:
         if args.verbose:
             traceback.print_exc()
-        print(f"pedgm {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        status = getattr(err, "exit_status", 2)  # 143: stopped by SIGTERM (pedgm_kit.runstate.Preempted)
+        print(f"pedgm {args.command}: {'error: ' if status == 2 else ''}{err}", file=sys.stderr)
+        return status
     except OSError as err:  # permissions, full disk, a folder where a file should be ...
         if args.verbose:
             traceback.print_exc()

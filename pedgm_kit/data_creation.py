@@ -173,6 +173,8 @@ def _scan_records(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]]) -> l
             for column in columns:
                 value = rows.loc[scan_id, column]
                 record[column] = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+                if column.startswith("source_") and record[column] is not None:  # read later from another folder
+                    record[column] = str(Path(record[column]).resolve())
             record.setdefault("centring", "unrecorded")
             out.append(record)
     return out

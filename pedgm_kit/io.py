@@ -254,7 +254,11 @@ def load_image(
         header.set_data_shape(data.shape)
         header.set_data_dtype(np.float32)
         out = nib.Nifti1Image(data, img.affine, header)
-        _copy_codes(img.header, out)
+        try:
+            _copy_codes(img.header, out)
+        except (nib.spatialimages.HeaderDataError, ValueError, np.linalg.LinAlgError) as err:
+            reason = str(err).splitlines()[0]
+            raise ImageContentError(f"{name}: {what} has a qform or sform nibabel cannot use ({reason})") from None
     if geometry:
         check_geometry(out, name=name)
     return out
@@ -262,6 +266,18 @@ def load_image(
 
 def _check_header(img, name: str, what: str) -> None:
     """A finite, invertible affine and positive header voxel sizes (nibabel reads pixdim 0 as 1 mm)."""
+    for kind in ("qform", "sform"):  # a coded matrix other tools may use, even where nibabel uses the other
+        code = int(img.header[f"{kind}_code"]) if f"{kind}_code" in img.header else 0
+        try:
+            with quiet_nibabel():
+                matrix, code = getattr(img.header, f"get_{kind}")(coded=True)
+        except Exception as err:  # noqa: BLE001 - e.g. a quaternion longer than 1: any failure means unusable
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ImageContentError(f"{name}: {what} has a {kind} (code {code}) nibabel cannot compute ({reason}); "
+                                    f"fix it or set {kind}_code to 0") from None
+        if code and (matrix is None or not np.isfinite(matrix).all()):
+            raise ImageContentError(f"{name}: {what} has a {kind} (code {int(code)}) with NaN or infinite values; "
+                                    f"fix it or set {kind}_code to 0")
     affine = np.asarray(img.affine, dtype=float)
     if affine.shape != (4, 4) or not np.isfinite(affine).all():
         raise ImageContentError(f"{name}: {what} has a non-finite affine (NaN or infinite in pixdim/qform/sform)")

@@ -57,6 +57,7 @@ __all__ = [
     "LEVEL_SUFFIXES",
     "METRICS",
     "bids_companion",
+    "check_companions",
     "cohort_morphometrics",
     "match_mask",
     "morphometrics_path",
@@ -241,6 +242,27 @@ def scan_morphometrics(
     table["level"] = table["level"].astype("Int64")
     table["value"] = table["value"].astype(float)
     return table[list(COLUMNS)]
+
+
+def check_companions(image: str | os.PathLike, *, cord=None, levels=None) -> None:
+    """Check, before any work, that a scan's cord mask and level labels are usable: readable, 3D, on
+    the scan's grid, a 0/1 cord mask and integer labels.
+
+    Raises
+    ------
+    InputFileError, DimensionError, GridMismatchError, ImageContentError
+        One line naming the file and the problem.
+    """
+    from .io import open_nifti
+
+    if cord is None and levels is None:
+        return
+    img = open_nifti(image, what="image")
+    if cord is not None:
+        cord_img, cord_name = _load_on_grid(cord, img, what="cord mask", gm_name=str(image))
+        check_binary(np.asanyarray(cord_img.dataobj), name=cord_name, what="cord mask")
+    if levels is not None:
+        slice_levels(_load_on_grid(levels, img, what="level labels", gm_name=str(image))[0])
 
 
 def match_mask(image: str | os.PathLike, where, *, suffixes: Sequence[str]) -> Path | None:

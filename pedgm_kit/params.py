@@ -131,7 +131,7 @@ _ANY_KIND = {"cord_scale"}
 
 
 RULES.update({
-    "shift": ("'', 'invert' or 'scale:<factor>' (factor 0.3-2, not 1)", _shift_ok),
+    "shift": ("'', 'invert', 'scale:<factor>' (factor 0.3-2, not 1) or 'gamma:<g>' (g 0.2-5, not 1)", _shift_ok),
     "cord_scale": ("'' (off), 'auto' or a number in 0.4-1.6 (as --cord-scale)", _cord_scale_ok),
     "cv_folds": ("0 (one split) or an integer >= 2", lambda v: v == 0 or v >= 2),
     "val_fraction": ("a number in (0, 1)", _fraction),
@@ -434,6 +434,6 @@ def _persons_in_dataset(data_dir: str, layout: str, ids_file: str, second_ids_fi
             warnings.simplefilter("ignore")
             index = discover(root, layout=layout, ids_file=ids_file, second_ids_file=second_ids_file,
                              image_name=image_name, gm_name=gm_name, validate=False)
-    except (PedgmError, OSError):
+    except (PedgmError, OSError, ValueError):  # ValueError: e.g. a NUL byte in the path
         return None
     return len(index.persons())

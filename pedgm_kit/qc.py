@@ -40,14 +40,14 @@ FLAGS: dict[str, str] = {
 """Flag names and what they mean (shown in the page's legend)."""
 
 _TILE_PX = 96
-_MARGIN_MM = 4.0
+_FIELD_MM = 16.0  # side of the field of view of a tile (an adult cord is about 12 mm wide)
 
 
 def render_montage(image, mask, *, n_slices: int = MONTAGE_SLICES, tile_px: int = _TILE_PX) -> np.ndarray:
     """Up to ``n_slices`` slices with GM side by side, the mask outlined, cropped around it.
 
     Slices are shown as the viewer shows them (:func:`pedgm_kit.geometry.display_plane`: anterior
-    up, radiological); the crop is the mask's bounding box over the scan plus 4 mm (the whole slice
+    up, radiological); each tile shows 16 mm x 16 mm centred on that slice's mask (the whole slice
     when the mask is empty). Returns an RGB ``uint8`` array ``(tile_px, k * tile_px, 3)``.
     """
     from .geometry import Canonical, display_plane
@@ -64,17 +64,15 @@ def render_montage(image, mask, *, n_slices: int = MONTAGE_SLICES, tile_px: int 
     planes = [display_plane(canon.data, z) for z in picks]
     masks = [display_plane(seg, z) for z in picks]
     rows, cols = planes[0].shape
-    box = (0, rows, 0, cols)
-    union = np.logical_or.reduce(masks)
-    if union.any():
-        pad_r = int(np.ceil(_MARGIN_MM / float(canon.spacing_mm[1])))  # display rows run along working axis 1
-        pad_c = int(np.ceil(_MARGIN_MM / float(canon.spacing_mm[0])))
-        rr, cc = np.nonzero(union)
-        box = (max(0, rr.min() - pad_r), min(rows, rr.max() + 1 + pad_r),
-               max(0, cc.min() - pad_c), min(cols, cc.max() + 1 + pad_c))
+    half_r = int(np.ceil(_FIELD_MM / 2 / float(canon.spacing_mm[1])))  # display rows run along working axis 1
+    half_c = int(np.ceil(_FIELD_MM / 2 / float(canon.spacing_mm[0])))
     vmin, vmax = (float(v) for v in np.percentile(canon.data, (0.5, 99.5)))
     tiles = []
     for plane, m in zip(planes, masks):
+        box = (0, rows, 0, cols)
+        if m.any():  # a fixed field of view centred on this slice's GM, so scans compare at one scale
+            r, c = (int(round(v)) for v in np.argwhere(m).mean(axis=0))
+            box = (max(0, r - half_r), min(rows, r + half_r), max(0, c - half_c), min(cols, c + half_c))
         rgb = render_slice(plane, manual=m, mode="both", opacity=0.5, zoom_box=box, vmin=vmin, vmax=vmax,
                            outline_px=1)
         tiles.append(_fit(rgb, tile_px))

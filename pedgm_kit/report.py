@@ -1,11 +1,15 @@
 """The run report: ``outputs/<run>/index.html``, a real HTML page readable without Jupyter.
 
-Rendered with Jinja2 (``templates/report.html.j2``) from the files the notebooks wrote: a headline
-table first (each model's Dice on the held-out persons, with its person-bootstrap CI and the paired
-comparison to the baseline where there are enough persons), then every other table as an HTML table
-(pandas' ``to_html``), figures scaled to the page, links to the executed notebooks and the CSV/XLSX
-files, and a "what was run" block (parameters, data, versions, device, time). A simulated domain
-shift is announced at the top. The page fits a 1280-pixel window (wide tables scroll in their box).
+Rendered with Jinja2 (``templates/report.html.j2``) from the files the notebooks wrote. The page leads
+with the answer: one verdict sentence per variant against the baseline (wording that follows the
+interval, :func:`pedgm_kit.stats.verdict`), how intervals were chosen (the measured rule of
+``benchmarks/ci_coverage.py``) and the failures, then the per-person Dice plot (points joined by
+person, the baseline as reference), the per-site forest plot and the data-efficiency curve. The
+compact headline table follows; every longer table is folded (``<details>``) with links to its CSV
+(and the XLSX workbook). Figures are scaled to the page, links to the executed notebooks and files,
+and a "what was run" block (parameters, data, versions, device, time) close the page. A simulated
+domain shift is announced at the top. The page fits a 1280-pixel window: table cells wrap, nothing
+is clipped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ def _table(frame: pd.DataFrame, *, classes: str = "", float_format=_FLOAT) -> st
             frame[col] = frame[col].map(lambda v: v if not isinstance(v, (list, dict)) else json.dumps(v))
     return frame.to_html(index=False, border=0, classes=classes or None, float_format=float_format, na_rep="–",
                          escape=True)
+
+
+def _folded(title: str, frame: pd.DataFrame, run: Path, csv: Path | None, *, links: tuple[Path, ...] = ()) -> dict:
+    """A table folded under ``title``, with links to its CSV (and other files) relative to ``run``."""
+    files = [p for p in ((csv,) if csv else ()) + tuple(links) if p is not None and p.is_file()]
+    return {"title": f"{title} ({len(frame)} rows)", "html": _table(frame),
+            "links": [{"href": str(p.relative_to(run)), "label": p.suffix.lstrip(".").upper()} for p in files]}
 
 
 def _csv(path: Path) -> pd.DataFrame | None:
@@ -92,50 +103,104 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
     headline_frame = _csv(evaluation / "headline.csv")
     headline = headline_note = ""
     if headline_frame is not None and len(headline_frame):
-        shown = headline_frame.rename(columns={
-            "mean": "mean Dice", "ci_low": "95% CI low", "ci_high": "95% CI high", "mean_diff": "vs baseline",
-            "diff_ci_low": "diff CI low", "diff_ci_high": "diff CI high", "p_holm": "p (Holm)"})
+        keep = [c for c in ("model", "n_persons", "n_scans", "failed_scans", "mean", "ci_low", "ci_high", "ci_method",
+                            "mean_diff", "diff_ci_low", "diff_ci_high", "p_holm") if c in headline_frame.columns]
+        shown = headline_frame[keep].rename(columns={
+            "n_persons": "persons", "n_scans": "scans", "failed_scans": "failed scans",
+            "mean": "mean Dice", "ci_low": "95% CI low", "ci_high": "95% CI high", "ci_method": "interval",
+            "mean_diff": "vs baseline", "diff_ci_low": "diff CI low", "diff_ci_high": "diff CI high",
+            "p_holm": "p (Holm)"})
         headline = _table(shown, classes="headline")
         n = int(headline_frame["n_persons"].max())
         folds = results.get("folds") or 0
+        notes = sorted({str(x) for x in headline_frame.get("interval_note", pd.Series(dtype=str)).dropna()})
         headline_note = (
-            f"Scan-level Dice on the labelled slices of {n} held-out person(s)"
+            f"Scan-level Dice on the labelled slices of {n} held-out person(s), each person's scans averaged first"
             + (f", pooled over {folds} cross-validation folds (every person tested once, by the models of its fold)"
                if folds else "")
-            + ". Intervals: person bootstrap, 95%; given with at least 3 persons. "
+            + ". Intervals: " + (" ".join(notes) if notes else "none") + " "
             + ("" if n >= 3 else "Too few persons for an interval or a test: the numbers show the pipeline works, "
                "not whether fine-tuning helps.")
         )
 
-    sections = []
+    # the answer first: verdicts (wording follows the interval), failures, the lead figures
+    verdicts: list[str] = []
+    interval_rule = ""
     stats_frame = _csv(evaluation / "stats.csv")
+    if stats_frame is not None and len(stats_frame) and "verdict" in stats_frame.columns:
+        lead = stats_frame[(stats_frame["level"] == "scan") & (stats_frame["metric"] == "DSC")]
+        verdicts = [str(v) for v in lead["verdict"].dropna()]
+        methods = sorted({str(m) for m in lead.get("ci_method", pd.Series(dtype=str)).dropna() if str(m)})
+        interval_rule = ("95% intervals over persons by the method the coverage benchmark "
+                         "(benchmarks/ci_coverage.py) measured to hold for this many persons"
+                         + (f": {', '.join(methods)}." if methods else "; here none qualified, so none is shown."))
+    failures_frame = _csv(evaluation / "failures.csv")
+    failure_lines = []
+    if failures_frame is not None and len(failures_frame):
+        penalty = results.get("failure_penalty_mm")
+        for row in failures_frame.itertuples(index=False):
+            if int(row.failed_scans):
+                failure_lines.append(f"{row.model}: {int(row.failed_scans)} of {int(row.n_scans)} scans failed "
+                                     f"(empty prediction: {row.scans})"
+                                     + (f"; distances penalised with {float(penalty):.1f} mm" if penalty else ""))
+        if not failure_lines:
+            failure_lines.append("No failed (empty) prediction.")
+    lead_figures = []
+    for name, caption in (("person_dice.png", "Dice per person: lines join one person's Dice under the baseline "
+                                              "(reference, left) and under each variant"),
+                          ("groups_forest.png", "Dice per site / covariate, n persons per row"),
+                          ("efficiency.png", "Data efficiency: held-out Dice vs training persons "
+                                             "(fold-level intervals: descriptive)")):
+        if (evaluation / name).is_file():
+            lead_figures.append({"src": f"evaluation/{name}", "caption": caption})
+
+    sections = []
     if stats_frame is not None and len(stats_frame):
-        keep = [c for c in ("level", "metric", "model", "n_pairs", "n_persons", "mean_baseline", "mean_model",
-                            "mean_diff", "ci_low", "ci_high", "p_value", "p_holm", "significant", "note")
-                if c in stats_frame.columns]
+        keep = [c for c in ("level", "metric", "model", "n_persons", "n_scans", "failed_persons", "mean_baseline",
+                            "mean_model", "mean_diff", "ci_low", "ci_high", "ci_method", "p_value", "p_holm",
+                            "inference", "note") if c in stats_frame.columns]
         sections.append({"id": "stats", "title": "Paired statistics against the baseline",
-                         "text": "Wilcoxon signed-rank (fewer than 6 non-zero pairs: no p-value), person bootstrap "
-                                 "CI of the mean difference, Holm's correction per level. Slice-level p-values "
-                                 "treat slices as independent and are optimistic.",
-                         "tables": [{"title": "", "html": _table(stats_frame[keep])}], "figures": []})
+                         "text": "Persons are the unit: each person's scans are averaged first, so two sessions of "
+                                 "one person are one pair. Wilcoxon signed-rank over persons (fewer than 6 non-zero "
+                                 "pairs: no p-value), Holm's correction, and a 95% interval only where its coverage "
+                                 "was measured to hold. Slice-level rows are descriptive (no test, no interval).",
+                         "tables": [_folded("Comparisons", stats_frame[keep], run, evaluation / "stats.csv")],
+                         "figures": []})
+    groups = _csv(evaluation / "groups.csv")
+    if groups is not None and len(groups):
+        sections.append({"id": "groups", "title": "Per site and per covariate",
+                         "text": "Mean per-person Dice per group, n persons per row; an interval only where the "
+                                 "measured rule allows one for that many persons.",
+                         "tables": [_folded("Dice per group", groups.drop(columns=["interval_note"], errors="ignore"),
+                                            run, evaluation / "groups.csv")], "figures": []})
+    if failures_frame is not None and len(failures_frame):
+        sections.append({"id": "failures", "title": "Failures per model",
+                         "text": "Scans whose prediction is empty on the scored slices (Dice 0, distances "
+                                 "undefined); their distances enter the comparisons with the stated penalty.",
+                         "tables": [_folded("Failed scans", failures_frame, run, evaluation / "failures.csv")],
+                         "figures": []})
     unc = _csv(evaluation / "uncertainty.csv")
     if unc is not None and len(unc):
         sections.append({"id": "uncertainty", "title": "Uncertainty: does the score find bad slices?",
                          "text": "Per-slice uncertainty score (spread over 9 seeded passes) against Dice: AUROC for "
-                                 "slices with Dice < 0.8 (0.5 = chance) and Spearman's rho (negative is good).",
-                         "tables": [{"title": "", "html": _table(unc)}],
+                                 "slices with Dice < 0.8 (0.5 = chance) within this evaluation's condition, with a "
+                                 "95% interval resampling scans (descriptive), and Spearman's rho (negative is good).",
+                         "tables": [_folded("AUROC per model", unc, run, evaluation / "uncertainty.csv")],
                          "figures": _figures(run, "evaluation/uncertainty.png")})
     per_fold = _csv(evaluation / "per_fold_dsc.csv")
     if per_fold is not None:
         sections.append({"id": "folds", "title": "Cross-validation: Dice per fold", "text":
                          "Mean scan-level Dice of each fold's held-out persons, and the spread across folds.",
-                         "tables": [{"title": "", "html": _table(per_fold)}], "figures": []})
+                         "tables": [_folded("Dice per fold", per_fold, run, evaluation / "per_fold_dsc.csv")],
+                         "figures": []})
     efficiency = _csv(evaluation / "efficiency.csv")
     if efficiency is not None:
         sections.append({"id": "efficiency", "title": "Data efficiency: held-out Dice vs training persons",
-                         "text": "Nested subsets of each fold's training persons; 95% t-intervals across folds.",
-                         "tables": [{"title": "", "html": _table(efficiency)}],
-                         "figures": _figures(run, "evaluation/efficiency.png")})
+                         "text": "Nested subsets of each fold's training persons; 95% t-intervals across folds are "
+                                 "descriptive (a handful of folds; coverage not measured). The curve is at the top.",
+                         "tables": [_folded("Curve", efficiency, run, evaluation / "efficiency.csv",
+                                            links=(evaluation / "efficiency_runs.csv",))],
+                         "figures": []})
     summary_tables = []
     for name, title in (("metrics_summary.csv", "All metrics: descriptive statistics"),
                         ("retest_cv.csv", "Test-retest: coefficient of variation of GM area"),
@@ -144,9 +209,11 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
         if frame is not None and len(frame):
             if name == "metrics_summary.csv":
                 frame = frame[frame["level"] == "scan"].drop(columns=["level"])
-            summary_tables.append({"title": title, "html": _table(frame)})
+            summary_tables.append(_folded(title, frame, run, evaluation / name,
+                                          links=(evaluation / "metrics.xlsx",) if name == "metrics_summary.csv" else ()))
     evaluation_figures = [f for f in _figures(run, "evaluation/*.png")
-                          if not f["src"].endswith(("efficiency.png", "uncertainty.png"))]
+                          if not f["src"].endswith(("efficiency.png", "uncertainty.png", "person_dice.png",
+                                                    "groups_forest.png"))]
     sections.append({"id": "evaluation", "title": "Evaluation", "text": results.get("scope", ""),
                      "tables": summary_tables, "figures": evaluation_figures})
     training = _training_table(run)
@@ -154,18 +221,29 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
         sections.append({"id": "training", "title": "Training runs",
                          "text": "Best weights = best validation Dice (epoch 0 = the starting weights were never "
                                  "beaten). Test Dice at 0.5 and at SCT's 0.999 (the latter hides a partly adapted model).",
-                         "tables": [{"title": "", "html": _table(training)}],
+                         "tables": [_folded("Training runs", training, run, None)],
                          "figures": _figures(run, "train/**/learning_curve.png",
                                              lambda p: str(p.parent.relative_to(run / "train"))), "grid": True})
     split_table = _csv(run / "data" / "split_table.csv")
     sections.append({"id": "data", "title": "Data and splits", "text": "",
-                     "tables": [{"title": "", "html": _table(split_table)}] if split_table is not None else [],
+                     "tables": [_folded("Splits", split_table, run, run / "data" / "split_table.csv")]
+                     if split_table is not None else [],
                      "figures": _figures(run, "data/*.png") + _figures(run, "augment/*.png")})
     qc = _figures(run, "preprocess/qc/*.png")
     if qc:
         sections.append({"id": "qc", "title": "Preprocessing QC", "text": f"{len(qc)} montages (window, GM outline).",
                          "tables": [], "figures": qc})
 
+    # ---- steps reused by `pedgm run --resume` (pedgm_kit.runstate)
+    from .runstate import reused_steps
+
+    reused = reused_steps(run)
+    if reused:
+        sections.append({"id": "reused", "title": "Steps reused from an earlier run",
+                         "text": f"pedgm run --resume kept {len(reused)} finished step(s) whose parameters and inputs "
+                                 "were unchanged (state.json); their outputs and times are from when they ran.",
+                         "tables": [{"title": "", "html": _table(pd.DataFrame(reused))}], "figures": []})
+    # ---- end of reused steps
     notebooks = sorted(str(p.relative_to(run)) for p in run.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     tables = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.suffix in (".csv", ".xlsx", ".json", ".md")
                     and "pred" not in p.parts and ".ipynb_checkpoints" not in p.parts)
@@ -187,7 +265,8 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
     page = env.get_template("report.html.j2").render(
         run_id=run.name, created=time.strftime("%Y-%m-%d %H:%M"), params_file=str(params_file or "?"),
         seconds_text=f"{seconds / 60:.1f} min" if seconds else "", shift=shift, headline=headline,
-        headline_note=headline_note, sections=sections, notebooks=notebooks, tables=tables, run_facts=facts,
-        parameters=_table(pd.DataFrame(param_rows)) if param_rows else "<p>(not recorded)</p>",
+        headline_note=headline_note, verdicts=verdicts, interval_rule=interval_rule, failure_lines=failure_lines,
+        lead_figures=lead_figures, sections=sections, notebooks=notebooks, tables=tables, run_facts=facts,
+        parameters=_folded("Parameters", pd.DataFrame(param_rows), run, None) if param_rows else None,
     )
     return write_text(page, run / "index.html")

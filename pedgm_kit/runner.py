@@ -13,7 +13,12 @@ section for what the runner itself decides:
 :func:`training_plan` turns a parameter file into the list of training runs (fold x variant x
 person subset), each a ``04_train`` notebook execution: ``pedgm run`` executes them all,
 ``pedgm train`` one, some or all of them (``--fold``, ``--variant``), and ``pedgm slurm`` writes one
-job-array task per run, so a failed fold can be rerun alone. Runs resume where they stopped.
+job-array task per run, so a failed fold can be rerun alone. Runs resume where they stopped:
+``pedgm run --resume`` skips every step whose outputs are complete and whose parameters are the
+recorded ones (``<run>/state.json``, :mod:`pedgm_kit.runstate`), and a training run cut mid-way
+continues from its last completed epoch. SIGTERM (SLURM's notice before preemption or the time
+limit) stops training after the current batch, keeps the last completed epoch and exits with
+status 143 (:data:`pedgm_kit.runstate.PREEMPTED_EXIT`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +39,10 @@ from .datasets import FOLDER_OPTIONS
 from .exceptions import InputFileError, ParameterError, PedgmError
 from .params import NOTEBOOKS, load_params
 from .registry import BUILTIN_MODELS
+from .runstate import PREEMPTED_EXIT, STOP_ENV, STOP_FILE, Preempted, RunState, Step, load_state, resume_actions
 
-__all__ = ["TrainRun", "check_run_id", "run_notebook", "run_pipeline", "slurm_script", "train_variants",
-           "training_plan"]
+__all__ = ["TrainRun", "check_run_id", "pipeline_steps", "run_notebook", "run_pipeline", "slurm_script",
+           "train_variants", "training_plan"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SLURM_TIME = re.compile(r"(\d+-)?\d{1,3}(:\d{2}){0,2}|\d+-\d{1,2}")
@@ -134,6 +144,8 @@ def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, paramet
                                    store_widget_state=False,
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no start-up notices
     except papermill.PapermillExecutionError as err:
+        if err.ename == "Preempted":
+            raise Preempted(f"{notebook.name}: {err.evalue}; executed notebook kept at {output}") from None
         raise PedgmError(
             f"{notebook.name} failed in cell {err.exec_count} ({err.ename}: {str(err.evalue).splitlines()[0] if err.evalue else ''}); "
             f"executed notebook kept at {output}"
@@ -169,7 +181,15 @@ def train_variants(params_file: str | os.PathLike, *, variant: str | None = None
                              f"{sorted({r.variant for r in plan})})")
     done = []
     for run in tqdm(chosen, desc="training", unit="run", disable=not progress):
-        done.append(run_notebook("04_train.ipynb", run.notebook, run.parameters, stream=progress))
+        with _StopOnSigterm(run.notebook.parent, training=True) as stop:
+            try:
+                done.append(run_notebook("04_train.ipynb", run.notebook, run.parameters, stream=progress))
+            except Exception:
+                if stop.requested:  # e.g. the kernel itself got SIGTERM before training started
+                    raise Preempted(f"{run.label}: stopped by SIGTERM; rerun the same command to continue") from None
+                raise
+            if stop.requested:
+                raise Preempted(f"{run.label}: stopped by SIGTERM after it finished; rerun for the next runs")
     return done
 
 
@@ -180,7 +200,10 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
 
     ``variants`` restricts the plan to those variants. Each task runs
     ``pedgm train --params FILE --task $SLURM_ARRAY_TASK_ID``; a failed task is rerun alone with the
-    same command and its task number (or ``--fold K --variant V``).
+    same command and its task number (or ``--fold K --variant V``). Tasks are requeued
+    (``--requeue``) when preempted or stopped by SIGTERM near their time limit
+    (``--signal=B:TERM@120``, forwarded to pedgm, exit status 143) and continue their training run
+    from its last completed epoch.
     """
     every = _all_variants()
     variants = list(variants) if variants else None
@@ -215,6 +238,8 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
         f"#SBATCH --mem={mem}",
         f"#SBATCH --cpus-per-task={cpus}",
         f"#SBATCH --output={job_name}-%A_%a.log",
+        "#SBATCH --requeue",  # a preempted task goes back in the queue ...
+        "#SBATCH --signal=B:TERM@120",  # ... and SIGTERM 2 minutes before the time limit lets it stop cleanly
     ]
     if gpus:
         lines.append(f"#SBATCH --gres=gpu:{gpus}")
@@ -227,7 +252,22 @@ def slurm_script(params_file: str | os.PathLike, *, variants: list[str] | None =
         "set -euo pipefail",
         f"source {shlex.quote(venv)}/bin/activate",
         'echo "pedgm: training task $SLURM_ARRAY_TASK_ID on $(hostname)"',
-        f'pedgm train --params {shlex.quote(str(params_file))} --task "$SLURM_ARRAY_TASK_ID"',
+        "# SIGTERM (preemption, or the time limit near) goes to pedgm, which stops after the current batch with",
+        f"# the last completed epoch kept and exits {PREEMPTED_EXIT}; the task is requeued and continues from there",
+        f'pedgm train --params {shlex.quote(str(params_file))} --task "$SLURM_ARRAY_TASK_ID" &',
+        "child=$!",
+        'trap \'kill -TERM "$child" 2>/dev/null || true\' TERM',
+        "status=0",
+        'wait "$child" || status=$?',
+        'if [ "$status" -gt 128 ] && kill -0 "$child" 2>/dev/null; then  # the trap ran: wait for pedgm to stop',
+        '    status=0',
+        '    wait "$child" || status=$?',
+        "fi",
+        f'if [ "$status" -eq {PREEMPTED_EXIT} ]; then',
+        '    echo "pedgm: task $SLURM_ARRAY_TASK_ID stopped by SIGTERM; requeued, it continues its training run"',
+        '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" || true',
+        "fi",
+        'exit "$status"',
         "",
     ]
     return "\n".join(lines)
@@ -253,43 +293,73 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike = "outputs", run_id: str | None = None,
-                 overwrite: bool = False, progress: bool = True) -> Path:
-    """Run notebooks 01 -> 05 (every training run in 04) into ``<outputs>/<run_id>/``; returns the run folder.
+class _StopOnSigterm:
+    """While a step runs: SIGTERM asks the training kernel to stop (the file named by ``$PEDGM_STOP_FILE``)
+    and, outside training, stops the run at once (:class:`Preempted`). Only in the main thread."""
 
-    Each notebook's paths are set to the run folder (the parameter file supplies everything else);
-    executed notebooks are kept beside their outputs and ``index.html`` (:mod:`pedgm_kit.report`)
-    links the results. A second run gets a new run id (a timestamp) and never touches the first; an
-    existing ``run_id`` is refused unless ``overwrite``. A failing notebook stops the run with its
-    name and failing cell, and what finished is kept.
-    """
-    from tqdm.auto import tqdm
+    def __init__(self, folder: Path, *, training: bool = False):
+        self.file, self.training, self.requested = Path(folder) / STOP_FILE, training, False
+        self._previous = self._env = None
 
+    def _handle(self, signum, frame):
+        self.requested = True
+        try:
+            self.file.touch()
+        except OSError:
+            pass
+        if not self.training:
+            raise Preempted("stopped by SIGTERM")
+
+    def __enter__(self):
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.unlink(missing_ok=True)
+        self._env = os.environ.get(STOP_ENV)
+        os.environ[STOP_ENV] = str(self.file.resolve())  # the notebook kernel inherits it
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+        if self._env is None:
+            os.environ.pop(STOP_ENV, None)
+        else:
+            os.environ[STOP_ENV] = self._env
+        self.file.unlink(missing_ok=True)
+        return False
+
+
+def pipeline_steps(params: dict, run: str | os.PathLike) -> list[Step]:
+    """The steps of ``pedgm run`` into ``run``: notebooks 01-03, every training run, 05, the report."""
     from .shift import parse_shift
 
-    started = time.time()
-    params = load_params(params_file)
-    run_id = check_run_id(time.strftime("run-%Y%m%d-%H%M%S") if run_id is None else run_id)
-    run = Path(outputs) / run_id
-    if run.exists() and not overwrite:
-        raise PedgmError(f"run folder '{run}' exists; choose another --run-id or pass --overwrite")
+    run = Path(run)
     pre = dict(params.get("preprocess", {}))
     shift = parse_shift(pre.get("shift", ""))
     plan = training_plan(params, data_dir=run / "data" / "data", train_dir=run / "train")
     folds = int(params.get("data", {}).get("cv_folds", 0) or 0)
-    run.mkdir(parents=True, exist_ok=True)
     layout = {k: v for k, v in pre.items() if k in ("data_dir", "layout", *FOLDER_OPTIONS)}
     if shift is not None:  # notebook 05 evaluates on the simulated copy notebook 01 writes
         layout["data_dir"] = str(run / "preprocess" / f"simulated-{shift.name}")
     steps = [
-        ("01_preprocess.ipynb", run / "preprocess", {**pre, "output_dir": str(run / "preprocess")}),
-        ("02_data_creation.ipynb", run / "data", {**params.get("data", {}), "output_dir": str(run / "data"),
-                                                 "preprocessed_dir": str(run / "preprocess" / "preprocessed")}),
-        ("03_augment.ipynb", run / "augment", {**params.get("augment", {}), "output_dir": str(run / "augment"),
-                                              "data_dir": str(fold_data_dir(run / "data" / "data", 1) if folds
-                                                              else run / "data" / "data")}),
+        Step("01_preprocess", "01_preprocess.ipynb", run / "preprocess",
+             {**pre, "output_dir": str(run / "preprocess")}, "preprocess",
+             outputs=("preprocess/preprocess.json",)),
+        Step("02_data_creation", "02_data_creation.ipynb", run / "data",
+             {**params.get("data", {}), "output_dir": str(run / "data"),
+              "preprocessed_dir": str(run / "preprocess" / "preprocessed")}, "data", ("01_preprocess",),
+             outputs=("data/data_creation.json", "data/manifest.json")),
+        Step("03_augment", "03_augment.ipynb", run / "augment",
+             {**params.get("augment", {}), "output_dir": str(run / "augment"),
+              "data_dir": str(fold_data_dir(run / "data" / "data", 1) if folds else run / "data" / "data")},
+             "augment", ("02_data_creation",), outputs=("augment/augment.json",)),
     ]
-    steps += [("04_train.ipynb", r.notebook.parent, r.parameters) for r in plan]
+    for r in plan:
+        rel = Path(r.parameters["output_dir"]).relative_to(run) / r.variant
+        steps.append(Step(rel.as_posix(), "04_train.ipynb", r.notebook.parent, r.parameters, "train",
+                          ("02_data_creation",), tuple(f"{rel.as_posix()}/{f}" for f in
+                                                      ("history.csv", "best.hdf5", "summary.json")), training=True))
     models = {name: name for name in BUILTIN_MODELS}
     template = run / "train" / ("fold-{fold}" if folds else "")
     models.update({r.variant: str(template / r.variant / "best.hdf5") for r in plan if r.persons == 0})
@@ -298,13 +368,115 @@ def run_pipeline(params_file: str | os.PathLike, *, outputs: str | os.PathLike =
                 "train_dir": "",
                 "shift_label": shift.label if shift else "",
                 "curve_dir": str(run / "train") if any(r.persons for r in plan) else ""}
-    steps.append(("05_evaluate.ipynb", run, evaluate))
-    bar = tqdm(steps, desc="pipeline", unit="notebook", disable=not progress)
-    for notebook, folder, parameters in bar:
-        bar.set_postfix_str(parameters.get("variant", notebook.removesuffix(".ipynb")))
-        folder.mkdir(parents=True, exist_ok=True)
-        run_notebook(notebook, folder / notebook, parameters, stream=progress and notebook == "04_train.ipynb")
+    trained = tuple(s.name for s in steps if s.training)
+    steps.append(Step("05_evaluate", "05_evaluate.ipynb", run, evaluate, "evaluate",
+                      ("01_preprocess", "02_data_creation", *trained), outputs=("evaluation/results.json",)))
+    steps.append(Step("report", None, run, {}, "", tuple(s.name for s in steps), outputs=("index.html",)))
+    return steps
+
+
+def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.PathLike = "outputs",
+                 run_id: str | None = None, overwrite: bool = False, progress: bool = True,
+                 resume: bool | str | os.PathLike = False) -> Path:
+    """Run notebooks 01 -> 05 (every training run in 04) into ``<outputs>/<run_id>/``; returns the run folder.
+
+    Each notebook's paths are set to the run folder (the parameter file supplies everything else);
+    executed notebooks are kept beside their outputs and ``index.html`` (:mod:`pedgm_kit.report`)
+    links the results. A second run gets a new run id (a timestamp) and never touches the first; an
+    existing ``run_id`` is refused unless ``overwrite`` (then every step runs again). A failing
+    notebook stops the run with its name and failing cell, and what finished is kept.
+
+    ``resume`` (True: ``<outputs>/<run_id>``; or the run folder) continues a run from its
+    ``state.json``: a step is reused when its outputs are complete and it would run with the
+    recorded parameters, an unfinished training run continues from its last completed epoch, and
+    a step whose parameters changed is refused (one line naming it and the keys) unless
+    ``overwrite``, which reruns the changed steps and those downstream of them. ``params_file``
+    None: the copy of the parameter file the run keeps (``<run>/parameters.yaml``).
+    SIGTERM stops the run (:class:`~pedgm_kit.runstate.Preempted`, exit status 143), a training run
+    after its current batch, keeping its last completed epoch.
+    """
+    from tqdm.auto import tqdm
+
+    from .io import write_text
     from .report import write_report
 
-    write_report(run, params_file=params_file, params=params, seconds=time.time() - started)
+    started = time.time()
+    if resume:
+        if resume is True:
+            if run_id is None:
+                raise ParameterError("--resume needs the run folder or --run-id")
+            run = Path(outputs) / check_run_id(run_id)
+        else:
+            run = Path(resume)
+        if not run.is_dir():
+            raise InputFileError(f"No run folder '{run}' to resume")
+        previous = load_state(run)
+        if previous is None:
+            raise InputFileError(f"{run}: no state.json (a run folder written before runs recorded their state); "
+                                 "start it again with --overwrite or use a new --run-id")
+        params_file = params_file or run / "parameters.yaml"
+    elif params_file is None:
+        raise ParameterError("--params is required (except with --resume)")
+    params = load_params(params_file)
+    if not resume:
+        run_id = check_run_id(time.strftime("run-%Y%m%d-%H%M%S") if run_id is None else run_id)
+        run = Path(outputs) / run_id
+        if run.exists() and not overwrite:
+            raise PedgmError(f"run folder '{run}' exists; choose another --run-id, pass --overwrite, "
+                             "or --resume it")
+        previous = None
+    steps = pipeline_steps(params, run)
+    state = RunState(run, steps, previous)
+    actions = resume_actions(state, overwrite=overwrite) if resume else {s.name: "rerun" for s in steps}
+    run.mkdir(parents=True, exist_ok=True)
+    kept = run / "parameters.yaml"  # what --resume uses without --params
+    if Path(params_file).resolve() != kept.resolve():
+        write_text(Path(params_file).read_text(encoding="utf-8"), kept)
+    todo = [s for s in steps if actions[s.name] != "reuse"]
+    for step in steps:
+        if actions[step.name] == "reuse":
+            state.reuse(step.name)
+    if progress and resume:
+        print(f"pedgm run: resuming {run}: {len(steps) - len(todo)} step(s) reused, {len(todo)} to run",
+              file=sys.stderr)
+    state.save()
+    bar = tqdm(todo, desc="pipeline", unit="step", disable=not progress)
+    try:
+        for step in bar:
+            bar.set_postfix_str(step.name)
+            if actions[step.name] == "rerun":
+                state.records[step.name]["seconds_before"] = None
+                if step.training:  # changed parameters: start afresh, not from the old run's last epoch
+                    shutil.rmtree(Path(step.parameters["output_dir"]) / step.parameters["variant"] / "backup",
+                                  ignore_errors=True)
+            step.folder.mkdir(parents=True, exist_ok=True)
+            with _StopOnSigterm(run, training=step.training) as stop:
+                state.start(step.name)
+                try:
+                    if step.notebook is None:
+                        write_report(run, params_file=params_file, params=params, seconds=time.time() - started)
+                    else:
+                        run_notebook(step.notebook, step.folder / step.notebook, step.parameters,
+                                     stream=progress and step.training)
+                except (Preempted, KeyboardInterrupt):
+                    state.finish(step.name, "interrupted")
+                    if stop.requested:
+                        raise Preempted(_stopped(step, run)) from None
+                    raise
+                except BaseException:
+                    state.finish(step.name, "interrupted" if stop.requested else "failed")
+                    if stop.requested:  # e.g. the kernel got SIGTERM too, before training began
+                        raise Preempted(_stopped(step, run)) from None
+                    raise
+                state.finish(step.name, "done")
+                if stop.requested:
+                    raise Preempted(_stopped(step, run, finished=True))
+    finally:
+        bar.close()  # before any error line: the last line a stopped run prints is its reason
     return run
+
+
+def _stopped(step: Step, run: Path, *, finished: bool = False) -> str:
+    what = ("after it finished" if finished else
+            "its last completed epoch is kept" if step.training else "it will run again")
+    return f"stopped by SIGTERM in step {step.name} ({what}); continue with: pedgm run --resume {run}"

@@ -29,7 +29,7 @@ from pathlib import Path
 from .exceptions import InputFileError, ParameterError, PedgmError
 
 __all__ = ["PREEMPTED_EXIT", "STATE_FILE", "STOP_ENV", "Preempted", "RunState", "Step", "load_state",
-           "resume_actions", "status_table"]
+           "resume_actions", "reused_steps", "status_table"]
 
 STATE_FILE = "state.json"
 #: exit status of ``pedgm run`` / ``pedgm train`` stopped by SIGTERM (128 + 15, as a shell reports it)
@@ -186,7 +186,7 @@ def _sha256(path: Path) -> str:
 def resume_actions(state: RunState, *, overwrite: bool) -> dict[str, str]:
     """What ``--resume`` does with each step: ``reuse``, ``continue`` (same parameters, not finished:
     a training run goes on from its last completed epoch), ``rerun`` (parameters changed, with
-    ``overwrite``) or ``run`` (never started).
+    ``overwrite``, or a step it reads from runs again) or ``run`` (never started).
 
     Raises
     ------
@@ -203,10 +203,12 @@ def resume_actions(state: RunState, *, overwrite: bool) -> dict[str, str]:
             keys = state.changes(name)
             if keys:
                 changed.append((name, keys))
-        elif state.complete(name):
-            actions[name] = "reuse"
-        else:
+        elif not state.complete(name):
             actions[name] = "continue"
+        elif any(actions[u] != "reuse" for u in state.steps[name].upstream):
+            actions[name] = "rerun"  # what it read is being made again
+        else:
+            actions[name] = "reuse"
     if changed and not overwrite:
         name, keys = changed[0]
         record = state.records[name]
@@ -268,3 +270,14 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def reused_steps(run: str | os.PathLike) -> list[dict]:
+    """The steps the last ``--resume`` of ``run`` took over from before (for the report): name, end, seconds."""
+    try:
+        state = load_state(run)
+    except InputFileError:
+        return []
+    steps = (state or {}).get("steps", {})
+    return [{"step": name, "finished": r.get("end"), "seconds": r.get("seconds")}
+            for name, r in steps.items() if r.get("reused")]

@@ -7,7 +7,12 @@ real dataset before preprocessing (``shift`` parameter of notebook 01 / ``pedgm 
 - ``invert``: intensity inversion (``max + min - x``): a new contrast, the field's most common
   request (SCT #1622, #3088); the masks are unchanged;
 - ``scale:<s>`` (e.g. ``scale:0.7``): the anatomy ``s`` times its size in-plane about the cord's centre,
-  voxel size unchanged (cords 30% smaller: a stand-in for small pediatric cords); masks follow.
+  voxel size unchanged (cords 30% smaller: a stand-in for small pediatric cords); masks follow;
+- ``gamma:<g>`` (e.g. ``gamma:2.5``): a second contrast family, the intensities mapped through a power
+  law (robust range 1st-99th percentile -> [0, 1], raised to ``g``, mapped back), which changes the GM/WM
+  contrast ratio without inverting it, plus Gaussian noise of 5% of that range (seeded per scan, so a
+  rerun makes the same copy); the masks are unchanged. The adapted recipe was tuned under ``invert``;
+  ``gamma`` is where it is tested on a shift it was not tuned on.
 
 Everything made this way is *simulated*: :func:`simulate_dataset` writes the shifted copy into a
 folder named ``simulated-<shift>`` with a ``SIMULATED.txt`` note, and every table, figure and report
@@ -19,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,26 +43,34 @@ _AUX_FILES = ("participants.tsv", "participants.json", "dataset_description.json
               "Controls_second.txt", "README.md", "LICENSE")
 
 
+# kind -> (range of the factor, how outputs name it); "invert" has no factor
+_FAMILIES = {"scale": ((0.3, 2.0), "simulated {f:g}x anatomy"),
+             "gamma": ((0.2, 5.0), "simulated gamma {f:g} contrast with noise")}
+GAMMA_NOISE = 0.05  # noise SD of the ``gamma`` family, as a fraction of the robust intensity range
+
+
 @dataclass(frozen=True)
 class Shift:
-    """A simulated shift: ``kind`` "invert" or "scale", with the scale ``factor``."""
+    """A simulated shift: ``kind`` "invert", "scale" or "gamma", with its ``factor``."""
 
     kind: str
     factor: float = 1.0
 
     @property
     def name(self) -> str:
-        """``invert`` or ``scale-0.7``: used in folder names."""
-        return self.kind if self.kind == "invert" else f"scale-{self.factor:g}"
+        """``invert``, ``scale-0.7``, ``gamma-2.5``: used in folder names."""
+        return self.kind if self.kind == "invert" else f"{self.kind}-{self.factor:g}"
 
     @property
     def label(self) -> str:
-        """How outputs name it: ``simulated contrast inversion`` / ``simulated 0.7x anatomy``."""
-        return "simulated contrast inversion" if self.kind == "invert" else f"simulated {self.factor:g}x anatomy"
+        """How outputs name it: ``simulated contrast inversion`` / ``simulated 0.7x anatomy`` / ..."""
+        if self.kind == "invert":
+            return "simulated contrast inversion"
+        return _FAMILIES[self.kind][1].format(f=self.factor)
 
 
 def parse_shift(text: str) -> Shift | None:
-    """``""`` -> None; ``"invert"``; ``"scale:0.7"`` (factor in 0.3-2, not 1).
+    """``""`` -> None; ``"invert"``; ``"scale:0.7"`` (factor in 0.3-2, not 1); ``"gamma:2.5"`` (0.2-5, not 1).
 
     Raises
     ------
@@ -68,19 +82,21 @@ def parse_shift(text: str) -> Shift | None:
         return None
     if text == "invert":
         return Shift("invert")
-    match = re.fullmatch(r"scale\s*:\s*([0-9.]+)", text)
+    match = re.fullmatch(r"(scale|gamma)\s*:\s*([0-9.]+)", text)
     if match:
+        (low, high), _ = _FAMILIES[match.group(1)]
         try:
-            factor = float(match.group(1))
+            factor = float(match.group(2))
         except ValueError:
             factor = float("nan")
-        if 0.3 <= factor <= 2.0 and factor != 1.0:
-            return Shift("scale", factor)
-    raise ParameterError(f"shift must be '', 'invert' or 'scale:<factor>' with a factor in 0.3-2 (not 1); got {text!r}")
+        if low <= factor <= high and factor != 1.0:
+            return Shift(match.group(1), factor)
+    raise ParameterError(f"shift must be '', 'invert', 'scale:<factor>' (factor 0.3-2, not 1) or 'gamma:<g>' "
+                         f"(g 0.2-5, not 1); got {text!r}")
 
 
 def apply_shift(image: nib.Nifti1Image, masks: dict[str, nib.Nifti1Image], shift: Shift, *,
-                centre_on: str | None = None) -> tuple[nib.Nifti1Image, dict[str, nib.Nifti1Image]]:
+                centre_on: str | None = None, seed: int = 0) -> tuple[nib.Nifti1Image, dict[str, nib.Nifti1Image]]:
     """Shift one scan and its masks (on the scan's own grid).
 
     Parameters
@@ -92,6 +108,8 @@ def apply_shift(image: nib.Nifti1Image, masks: dict[str, nib.Nifti1Image], shift
     centre_on : str, optional
         Name of the mask whose centre of mass the scaling is centred on (default: the first mask,
         else the image centre), in-plane, per scan.
+    seed : int, default 0
+        Seed of the ``gamma`` family's noise.
 
     Returns
     -------
@@ -99,8 +117,8 @@ def apply_shift(image: nib.Nifti1Image, masks: dict[str, nib.Nifti1Image], shift
         New in-memory images on the same grid: float32 image, uint8 masks.
     """
     data = np.asanyarray(image.dataobj, dtype=np.float32)
-    if shift.kind == "invert":
-        out = (float(data.max()) + float(data.min()) - data).astype(np.float32)
+    if shift.kind in ("invert", "gamma"):
+        out = _invert(data) if shift.kind == "invert" else _gamma(data, shift.factor, seed)
         return _like(out, image, np.float32), {k: _like(np.asanyarray(m.dataobj) > 0.5, m, np.uint8) for k, m in masks.items()}
     axis = slice_axis(image.affine)
     ref = masks.get(centre_on) if centre_on else next(iter(masks.values()), None)
@@ -120,6 +138,18 @@ def apply_shift(image: nib.Nifti1Image, masks: dict[str, nib.Nifti1Image], shift
     out_masks = {k: _like(warp((np.asanyarray(m.dataobj) > 0.5).astype(np.float32), 1, 0.0) > 0.5, m, np.uint8)
                  for k, m in masks.items()}
     return _like(out_image, image, np.float32), out_masks
+
+
+def _invert(data: np.ndarray) -> np.ndarray:
+    return (float(data.max()) + float(data.min()) - data).astype(np.float32)
+
+
+def _gamma(data: np.ndarray, gamma: float, seed: int) -> np.ndarray:
+    low, high = np.percentile(data, [1, 99])
+    span = max(float(high - low), 1e-6)
+    unit = np.clip((data - low) / span, 0.0, 1.0) ** gamma
+    noise = np.random.default_rng(seed).normal(0.0, GAMMA_NOISE, size=data.shape)
+    return (low + span * (unit + noise)).astype(np.float32)
 
 
 def _like(data: np.ndarray, like: nib.Nifti1Image, dtype) -> nib.Nifti1Image:
@@ -153,7 +183,9 @@ def simulate_dataset(index: DatasetIndex, out_root: str | os.PathLike, shift: Sh
     for scan in index.scans + index.unlabelled:
         img = load_image(scan.image)
         masks = {kind: nib.load(path) for kind, path in (("gm", scan.gm_mask), ("cord", scan.cord_mask)) if path}
-        shifted, shifted_masks = apply_shift(img, masks, shift, centre_on="cord" if "cord" in masks else "gm")
+        rel = Path(scan.image).relative_to(root)
+        shifted, shifted_masks = apply_shift(img, masks, shift, centre_on="cord" if "cord" in masks else "gm",
+                                             seed=zlib.crc32(rel.as_posix().encode()))
         targets = {"image": (scan.image, shifted, np.float32)}
         targets.update({k: (p, shifted_masks[k], np.uint8) for k, p in (("gm", scan.gm_mask), ("cord", scan.cord_mask)) if p})
         for src, out_img, dtype in targets.values():

@@ -135,3 +135,37 @@ def tiny_data(gm_challenge, tmp_path_factory) -> Path:
         save_npz(build_split_arrays(frame, [scan_id], root=root / "pre", keep_empty_slices=False),
                  root / "data" / f"{name}.npz")
     return root / "data"
+
+
+#: parameters/demo_cv.yaml at tiny sizes: every notebook, every mechanism, little training (2 folds, 6 runs)
+TINY_CV = {
+    "data": {"cv_folds": 2},
+    "train": {"epochs": 1, "max_slices": 8, "sweep": True, "export_onnx": False},
+    "pipeline": {"variants": ["scratch_noaug"], "adapted_variant": True, "train_persons": [1, "all"],
+                 "curve_variants": ["pretrained_adapted"]},
+    "evaluate": {"n_boot": 200, "retest": True},
+}
+
+
+def tiny_cv_params(folder: Path, name: str = "demo_cv_tiny.yaml", **changes) -> Path:
+    """parameters/demo_cv.yaml with :data:`TINY_CV` (and ``changes``: {section: {key: value}}) in ``folder``."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "parameters" / "demo_cv.yaml").read_text())
+    for section, values in [*TINY_CV.items(), *changes.items()]:
+        params.setdefault(section, {}).update(values)
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cv_run(tmp_path_factory):
+    """One uninterrupted ``pedgm run`` of the tiny demo_cv profile, shared by the tests that read it:
+    (run folder, parameter file)."""
+    from pedgm_kit.cli import main
+
+    tmp = tmp_path_factory.mktemp("demo_cv")
+    params = tiny_cv_params(tmp)
+    assert main(["run", "--params", str(params), "--outputs", str(tmp), "--run-id", "r1"]) == 0
+    return tmp / "r1", params

@@ -54,7 +54,9 @@ def test_parse_shift():
     assert parse_shift("") is None
     assert parse_shift("invert") == Shift("invert", 1.0)
     assert parse_shift("scale:0.7") == Shift("scale", 0.7)
-    for bad in ("scale:1", "scale:0.1", "flip", "scale:x"):
+    assert parse_shift("gamma:0.4") == Shift("gamma", 0.4)
+    assert Shift("gamma", 0.4).name == "gamma-0.4" and "simulated" in Shift("gamma", 0.4).label
+    for bad in ("scale:1", "scale:0.1", "flip", "scale:x", "gamma:1", "gamma:9", "gamma:"):
         with pytest.raises(Exception, match="shift must be"):
             parse_shift(bad)
 
@@ -67,6 +69,19 @@ def test_invert_keeps_range_and_masks():
     assert np.array_equal(data, 110.0 - np.asanyarray(img.dataobj))
     assert np.array_equal(np.asanyarray(masks["gm"].dataobj), np.asanyarray(mask.dataobj))
     assert np.array_equal(out.affine, img.affine) and out.shape == img.shape
+
+
+def test_gamma_changes_contrast_ratio_keeps_masks_and_is_seeded():
+    img, mask = _blob_scan()
+    out, masks = apply_shift(img, {"gm": mask}, Shift("gamma", 0.4), seed=3)
+    again, _ = apply_shift(img, {"gm": mask}, Shift("gamma", 0.4), seed=3)
+    other, _ = apply_shift(img, {"gm": mask}, Shift("gamma", 0.4), seed=4)
+    data, disc = np.asanyarray(out.dataobj), np.asanyarray(mask.dataobj) > 0
+    assert np.array_equal(data, np.asanyarray(again.dataobj)) and not np.array_equal(data, np.asanyarray(other.dataobj))
+    assert np.array_equal(np.asanyarray(masks["gm"].dataobj), np.asanyarray(mask.dataobj))
+    assert data[disc].mean() > data[~disc].mean()  # not inverted: the bright disc stays brighter
+    noise = data[~disc].std() / (100.0 - 10.0)
+    assert 0.03 < noise < 0.07  # 5% of the robust range
 
 
 def test_scale_shrinks_anatomy_in_plane_only():
@@ -202,8 +217,8 @@ recipe, data, out, budget = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sy
 settings = {} if recipe == "scratch" else RECIPES[recipe]
 config = TrainConfig(pretrained=recipe != "scratch", augment=False, sweep=True, seed=0, **budget, **settings)
 summary = train_variant(data, out, config, verbose=0, export_onnx=False)
-print("json:" + json.dumps({k: summary[k] for k in ("test_dice_05", "test_dice", "baseline_test_dice_05",
-                                                     "baseline_test_dice", "best_val_dice", "best_epoch")}))
+print("json:" + json.dumps({k: summary[k] for k in ("test_dice", "threshold", "baseline_test_dice", "best_val_dice",
+                                                     "best_epoch")}))
 """
 
 
@@ -223,8 +238,8 @@ def test_best_recipe_adapts_to_simulated_inversion(inverted_demo_split, tmp_path
     the README and in MEASURED above."""
     best = _train(BEST_RECIPE, inverted_demo_split, tmp_path / "best")
     scratch = _train("scratch", inverted_demo_split, tmp_path / "scratch")
-    baseline = best["baseline_test_dice_05"]
+    baseline = best["baseline_test_dice"]  # each model at its own threshold (Dice + BCE: 0.5, the baseline: 0.999)
     print("shift test:", json.dumps({"best": best, "scratch": scratch}))  # pytest -s shows what MEASURED records
     assert baseline < 0.1  # the adult network fails on the simulated new contrast
-    assert best["test_dice_05"] >= baseline + 0.3, (best, scratch)
-    assert best["test_dice_05"] > scratch["test_dice_05"], (best, scratch)
+    assert best["test_dice"] >= baseline + 0.3, (best, scratch)
+    assert best["test_dice"] > scratch["test_dice"], (best, scratch)

@@ -190,3 +190,83 @@ def test_cohort_writes_per_scan_and_long_tables_and_bids_tsv(tmp_path, gm_challe
         run2 = pd.read_csv(derivative / sub / "anat" / f"{sub}_run-2_T2starw_gmseg_morphometrics.tsv", sep="\t")
         assert set(run2["metric"]) == {"gm_area_mm2"}
     assert (derivative / "qc" / "index.html").is_file()
+
+
+def test_match_mask_finds_a_scans_companion_in_a_folder(tmp_path):
+    from pedgm_kit.morphometrics import CORD_SUFFIXES, LEVEL_SUFFIXES, match_mask
+
+    (tmp_path / "a_T2starw_seg.nii.gz").touch()
+    (tmp_path / "a_T2starw_seg-manual.nii.gz").touch()
+    (tmp_path / "b_T2starw_labels.nii").touch()
+    assert match_mask("x/a_T2starw.nii.gz", tmp_path, suffixes=CORD_SUFFIXES).name == "a_T2starw_seg-manual.nii.gz"
+    assert match_mask("x/b_T2starw.nii.gz", tmp_path, suffixes=LEVEL_SUFFIXES).name == "b_T2starw_labels.nii"
+    assert match_mask("x/c_T2starw.nii.gz", tmp_path, suffixes=CORD_SUFFIXES) is None
+    assert match_mask("x/c.nii.gz", tmp_path / "file.nii.gz", suffixes=CORD_SUFFIXES) == tmp_path / "file.nii.gz"
+    assert match_mask("x/c.nii.gz", None, suffixes=CORD_SUFFIXES) is None
+
+
+@pytest.mark.slow
+def test_single_scan_cli_writes_morphometrics_with_cord_and_levels(tmp_path, gm_challenge, capsys):
+    from pedgm_kit.cli import main
+
+    sub = "sub-9418"
+    image = tmp_path / f"{sub}_run-1_T2starw.nii.gz"
+    shutil.copy(gm_challenge / f"{sub}/anat/{image.name}", image)
+    cord = gm_challenge / f"derivatives/labels/{sub}/anat/{sub}_run-1_T2starw_seg-manual.nii.gz"
+    cord_img = nib.load(cord)
+    labels = np.zeros(cord_img.shape, np.int16)
+    cord_data = np.asanyarray(cord_img.dataobj) > 0
+    half = cord_img.shape[2] // 2
+    labels[..., :half][cord_data[..., :half]] = 4  # the lower half of the slices C4, the upper C3
+    labels[..., half:][cord_data[..., half:]] = 3
+    nib.save(nib.Nifti1Image(labels, cord_img.affine, cord_img.header), tmp_path / "levels.nii.gz")
+    assert main(["segment", str(image), "--cord-mask", str(cord), "--levels", str(tmp_path / "levels.nii.gz")]) == 0
+    out = capsys.readouterr().out.split()
+    table_path = tmp_path / f"{sub}_run-1_T2starw_gmseg_morphometrics.csv"
+    assert out == [str(tmp_path / f"{sub}_run-1_T2starw_gmseg.nii.gz"), str(table_path)]
+    table = pd.read_csv(table_path)
+    assert set(table["metric"]) == {"gm_area_mm2", "cord_area_mm2", "wm_area_mm2", "gm_cord_ratio"}
+    levels = table[table["slice"].isna() & table["level"].notna()]
+    assert sorted(levels["level"].unique()) == [3, 4]
+    ratio = table[(table["metric"] == "gm_cord_ratio") & table["slice"].isna() & table["level"].isna()]["value"].item()
+    assert 0.05 < ratio < 0.4  # GM is a fraction of the cord cross-section
+    # the table is an output like the mask: not replaced without --overwrite, refused before any work
+    assert main(["segment", str(image), "--morphometrics", "-o", str(tmp_path / "other.nii.gz")]) == 0
+    assert main(["segment", str(image), "--morphometrics", "-o", str(tmp_path / "other.nii.gz")]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_single_scan_companions_are_checked_before_any_output(tmp_path, gm_challenge, capsys):
+    from pedgm_kit.cli import main
+
+    image = tmp_path / "s.nii.gz"
+    shutil.copy(gm_challenge / "sub-9418/anat/sub-9418_run-1_T2starw.nii.gz", image)
+    src = nib.load(image)
+    nib.save(_img(np.full(src.shape, 1.5, np.float32), src.affine), tmp_path / "bad_levels.nii.gz")
+    nib.save(_img(np.zeros(src.shape[:2] + (3,), np.uint8), src.affine), tmp_path / "small_cord.nii.gz")
+    cases = {("--levels", "bad_levels.nii.gz"): "non-negative integers",
+             ("--cord-mask", "small_cord.nii.gz"): "small_cord.nii.gz",
+             ("--levels", "absent.nii.gz"): "No such file"}
+    for (option, name), needle in cases.items():
+        before = sorted(p.name for p in tmp_path.iterdir())
+        assert main(["segment", str(image), option, str(tmp_path / name), "--morphometrics"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 20), st.lists(st.integers(0, 29), min_size=2, max_size=8, unique=True), st.booleans())
+def test_disc_labels_property(first, slices, upward):
+    """Discs n, n+1, ... at any slices (ordered along S): level n fills [disc n, disc n+1), nothing else."""
+    slices = sorted(slices, reverse=not upward)  # disc order along the array: superior first or last
+    labels = np.zeros((4, 4, 30), np.int16)
+    for k, z in enumerate(slices):
+        labels[1, 2, z] = first + k
+    got = slice_levels(_img(labels, np.diag([0.5, 0.5, 2.0, 1.0])))
+    expected = np.zeros(30, np.int64)
+    for k in range(len(slices) - 1):
+        a, b = slices[k], slices[k + 1]
+        step = 1 if b > a else -1
+        expected[np.arange(a, b, step)] = first + k
+    assert got.tolist() == expected.tolist()

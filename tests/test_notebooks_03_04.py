@@ -55,6 +55,7 @@ def test_slurm_and_export_cli(tmp_path, capsys):
     assert main(["export", "--model", "challenge", "--format", "hdf5", "--out", str(tmp_path / "exp")]) == 2
     (tmp_path / "exp").mkdir()
     assert main(["export", "--model", "challenge", "--format", "hdf5", "--out", str(tmp_path / "exp")]) == 0
-    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["challenge_model.hdf5", "challenge_model.json"]
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [
+        "challenge_model.hdf5", "challenge_model.json", "challenge_model_model_card.json", "challenge_model_model_card.md"]
     assert main(["export", "--model", "challenge", "--format", "onnx", "--out", str(tmp_path / "exp"), "--overwrite"]) == 0
     assert (tmp_path / "exp" / "challenge_model.onnx").is_file()

@@ -47,7 +47,7 @@ def test_preprocess_real_scan_window_and_grid(index, tmp_path):
     scan = index["sub-9604_run-1_T2starw"]
     pre = preprocess_scan(scan)
     assert pre.image.shape == (200, 200, 20) and pre.gm_mask.shape == (200, 200, 20)
-    assert pre.centring == "cord mask" and pre.gm_mask.dtype == np.uint8
+    assert pre.centring == "model" and pre.gm_mask.dtype == np.uint8  # placed as a new scan: by the model
     np.testing.assert_allclose(pre.spacing_mm, [0.25, 0.25, 3.0], atol=1e-3)
     # the manual GM lies in the middle of the window (the cord is ~25 mm off the image centre)
     rows, cols = np.nonzero(pre.gm_mask.any(axis=2))
@@ -67,10 +67,15 @@ def test_preprocess_real_scan_window_and_grid(index, tmp_path):
     assert qc_montage(pre).axes
 
 
-def test_gm_mask_centring_without_cord_mask(index):
+def test_mask_centring_for_training_scans_only(index):
     scan = index["sub-9418_run-1_T2starw"]
-    pre = preprocess_scan(Scan(scan.scan_id, scan.person_id, scan.image, gm_mask=scan.gm_mask))
+    assert preprocess_scan(scan, centre_on="mask").centring == "cord mask"
+    pre = preprocess_scan(Scan(scan.scan_id, scan.person_id, scan.image, gm_mask=scan.gm_mask), centre_on="mask")
     assert pre.centring == "gm mask"
+    # the model's window and the mask's agree on a clean adult scan (within 2.5 mm in-plane)
+    model = preprocess_scan(scan)
+    assert model.centring == "model"
+    assert np.abs(model.affine[:2, 3] - pre.affine[:2, 3]).max() < 2.5
 
 
 def test_standardise_is_per_volume_and_pure(rng):

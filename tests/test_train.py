@@ -46,7 +46,11 @@ def test_train_writes_files_and_weights_segment(tiny_data, tmp_path, t2s_dir, ca
     for name in ("history.csv", "learning_curve.png", "best.hdf5", "best.json", "best.onnx", "summary.json"):
         assert (folder / name).is_file(), name
     assert summary["epochs_run"] == 2 and 1 <= summary["best_epoch"] <= 2
-    assert abs(summary["first_epoch_val_dice"] - summary["baseline_val_soft_dice"]) < 0.05
+    # epoch 0 is the pretrained start, scored like the baseline (same weights, same threshold, same persons)
+    assert summary["initial_val_dice"] == pytest.approx(summary["baseline_val_dice"], abs=1e-9)
+    assert summary["threshold"] == 0.999 and summary["threshold_rule"].startswith("fixed a priori by the loss")
+    history = (folder / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"val_dice", "val_dice_hard", "val_threshold"} <= set(history)
     assert summary["train_slices_per_s"] > 0 and summary["device"].startswith("tensorflow")
     assert json.loads((folder / "best.json").read_text())["filters"] == 32
     # the frozen early blocks did not move

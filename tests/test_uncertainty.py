@@ -1,10 +1,12 @@
 """Uncertainty: the per-voxel map and per-slice score of ``segment --uncertainty`` and how well it finds
 bad slices (issue 14).
 
-The AUROC floor below comes from ``benchmarks/uncertainty.py`` (numbers in the README): on the
-labelled sample scans, as acquired and under a SIMULATED 0.7x anatomy scale, the default method's
-per-slice score finds slices with Dice < 0.8 with AUROC ``MEASURED_AUROC`` over all scans; this test
-runs the same measurement on a subset (4 scans, both conditions) and asserts ``AUROC_FLOOR``.
+The AUROC floor below is on the value *within one condition*: pooling scans as acquired with scans
+under a simulated shift rewards a score for telling the conditions apart, not for finding bad slices
+within one. ``benchmarks/uncertainty.py`` reports the AUROC per condition with a scan-clustered
+interval; nearly all failing slices are under the SIMULATED 0.7x anatomy scale, so the floor is on
+that condition: this test runs the same measurement on a subset (4 scans, 0.7x) and asserts
+``AUROC_FLOOR``.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ import pandas as pd
 import pytest
 
 from pedgm_kit.cli import main
-from pedgm_kit.evaluate import auroc, uncertainty_table
+from pedgm_kit.evaluate import auroc, clustered_auroc, uncertainty_table
 from pedgm_kit.segment import UNCERTAINTY_METHODS, slice_scores, uncertainty_paths
 
-# measured by benchmarks/uncertainty.py on 2026-12-05 (README "Which slices to review"): AUROC over all
-# 309 labelled slices (46 with Dice < 0.8) / over the 154 under the simulated 0.7x scale (42 failures,
-# where nearly all failures are). TTA stays the default: it is as good where there are enough failures
-# to tell (0.688 vs 0.664) and 5x faster (7.4 vs 35.6 s per scan); MC dropout's higher pooled AUROC rests
-# on 4 failures among the scans as acquired (0.972 vs 0.896).
-MEASURED_AUROC = {"tta": (0.794, 0.688), "mc_dropout": (0.841, 0.664)}
-AUROC_FLOOR = 0.65  # this test's subset of 4 scans passed above it; clearly above chance (0.5)
+# measured by benchmarks/uncertainty.py on 2026-12-05 (README "Which slices to review"), within the SIMULATED
+# 0.7x condition (154 labelled slices, 42 with Dice < 0.8): tta 0.688, mc_dropout 0.664. (The pooled values over
+# both conditions, 0.794 / 0.841, mixed the conditions and are not the measure.) TTA stays the default: as good
+# where there are enough failures to tell, and 5x faster (7.4 vs 35.6 s per scan).
+MEASURED_AUROC_WITHIN = {"tta": 0.688, "mc_dropout": 0.664}
+# This test's subset (4 scans under the SIMULATED 0.7x scale, 68 labelled slices, 12 with Dice < 0.8) measured
+# 0.734 on 2026-12-07 (scan-clustered 95% interval 0.44-0.91: with 4 scans it is wide and reaches chance).
+AUROC_FLOOR = 0.65  # within-condition floor, below the subset's 0.734 and the benchmark's 0.688
 DEFAULT_METHOD = UNCERTAINTY_METHODS[0]
 
 
@@ -47,7 +50,8 @@ def test_uncertainty_table_per_model():
                  {"model": "m", "scan": "a", "slice": s, "level": "slice", "metric": "uncertainty", "value": u}]
     table = uncertainty_table(pd.DataFrame(rows))
     row = table.iloc[0]
-    assert (row["model"], row["slices"], row["failed"]) == ("m", 4, 2)
+    assert (row["model"], row["slices"], row["scans"], row["failed"]) == ("m", 4, 1, 2)
+    assert np.isnan(row["auroc_ci_low"])  # one scan: no scan-clustered interval
     assert row["auroc"] == 1.0 and row["spearman"] == pytest.approx(-0.8)
 
 
@@ -94,9 +98,10 @@ def test_cli_writes_map_and_scores_on_input_grid(tmp_path, t2s_dir):
 
 
 @pytest.mark.slow
-def test_score_finds_bad_slices(challenge_segmenter, t2s_dir, gm_challenge):
-    """AUROC of the default per-slice score for Dice < 0.8 on real scans, plain and SIMULATED 0.7x."""
+def test_score_finds_bad_slices_within_one_condition(challenge_segmenter, t2s_dir, gm_challenge):
+    """AUROC of the default per-slice score for Dice < 0.8 within the SIMULATED 0.7x condition."""
     from pedgm_kit.datasets import discover_bids
+    from pedgm_kit.evaluate import clustered_auroc
     from pedgm_kit.geometry import slice_axis
     from pedgm_kit.metrics import dice
     from pedgm_kit.shift import Shift, apply_shift
@@ -104,26 +109,37 @@ def test_score_finds_bad_slices(challenge_segmenter, t2s_dir, gm_challenge):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         index = discover_bids(gm_challenge)
-    scans = [(t2s_dir / "t2s_uncropped.nii.gz", t2s_dir / "t2s_uncropped_gmseg_manual.nii.gz")]
-    scans += [(s.image, s.gm_mask) for s in index.scans[:3]]
-    scores, failed = [], []
-    for image, gm in scans:
-        img, mask = nib.load(image), nib.load(gm)
-        shifted, masks = apply_shift(img, {"gm": mask}, Shift("scale", 0.7))
-        for im, ma in ((img, mask), (shifted, masks["gm"])):
-            truth = np.asanyarray(ma.dataobj) > 0.5
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out = challenge_segmenter.segment(im, uncertainty=DEFAULT_METHOD, seed=0)
-            pred = np.asanyarray(out.dataobj) > 0
-            per_slice = {r["slice"]: r["score"] for r in out.extra["pedgm_uncertainty"]["slices"]}
-            axis = slice_axis(im.affine)
-            for k in range(truth.shape[axis]):
-                t = np.take(truth, k, axis=axis)
-                if t.any():
-                    scores.append(per_slice[k])
-                    failed.append(dice(np.take(pred, k, axis=axis), t) < 0.8)
+    scans = [("t2s_uncropped", t2s_dir / "t2s_uncropped.nii.gz", t2s_dir / "t2s_uncropped_gmseg_manual.nii.gz")]
+    scans += [(s.scan_id, s.image, s.gm_mask) for s in index.scans[:3]]
+    scores, failed, clusters = [], [], []
+    for name, image, gm in scans:
+        shifted, masks = apply_shift(nib.load(image), {"gm": nib.load(gm)}, Shift("scale", 0.7))
+        truth = np.asanyarray(masks["gm"].dataobj) > 0.5
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = challenge_segmenter.segment(shifted, uncertainty=DEFAULT_METHOD, seed=0)
+        pred = np.asanyarray(out.dataobj) > 0
+        per_slice = {r["slice"]: r["score"] for r in out.extra["pedgm_uncertainty"]["slices"]}
+        axis = slice_axis(shifted.affine)
+        for k in range(truth.shape[axis]):
+            t = np.take(truth, k, axis=axis)
+            if t.any():
+                scores.append(per_slice[k])
+                failed.append(dice(np.take(pred, k, axis=axis), t) < 0.8)
+                clusters.append(name)
     failed = np.asarray(failed)
     assert failed.sum() >= 5 and (~failed).sum() >= 5, (int(failed.sum()), len(failed))
-    value = auroc(scores, failed)
-    assert value >= AUROC_FLOOR, f"AUROC {value:.3f} < floor {AUROC_FLOOR} ({int(failed.sum())} of {len(failed)} failed)"
+    result = clustered_auroc(scores, failed, clusters, n_boot=500, seed=0)
+    assert result["n_clusters"] == 4 and result["ci_low"] <= result["auroc"] <= result["ci_high"]
+    assert result["auroc"] >= AUROC_FLOOR, (
+        f"AUROC {result['auroc']:.3f} < floor {AUROC_FLOOR} ({int(failed.sum())} of {len(failed)} failed)")
+
+
+def test_clustered_auroc_resamples_scans():
+    scores = [0.1, 0.2, 0.9, 0.3, 0.8, 0.05]
+    failed = [False, False, True, False, True, False]
+    out = clustered_auroc(scores, failed, ["a", "a", "a", "b", "b", "b"], n_boot=200, seed=0)
+    assert out["auroc"] == auroc(scores, failed) == 1.0 and out["n_clusters"] == 2
+    assert out["ci_low"] == out["ci_high"] == 1.0  # every resample of the two scans ranks perfectly
+    one = clustered_auroc(scores, failed, ["a"] * 6)
+    assert np.isnan(one["ci_low"]) and one["n_clusters"] == 1

@@ -14,15 +14,27 @@ from ..io import AFFINE_ATOL_MM
 from ._checks import _as_dir, finish_index
 from ._records import DatasetIndex, Scan, _Report
 
-__all__ = ["discover_bids"]
+__all__ = ["IMAGE_PATTERN", "anat_images", "discover_bids"]
 
 _NII_SUFFIXES = (".nii.gz", ".nii")
+
+#: The images of a BIDS dataset: T2*-weighted scans, compressed (``.nii.gz``) or not (``.nii``).
+IMAGE_PATTERN = "*_T2starw.nii*"
+
+
+def anat_images(anat: Path, pattern: str = IMAGE_PATTERN, *, dangling: bool = False) -> list[Path]:
+    """The NIfTI files (``.nii``, ``.nii.gz``) in one ``anat`` folder matching ``pattern``, sorted.
+
+    ``dangling`` also lists links that point nowhere (so a caller can report them, not drop them).
+    """
+    return sorted(p for p in anat.glob(pattern) if p.name.endswith(_NII_SUFFIXES)
+                  and (p.is_file() or (dangling and p.is_symlink() and not p.exists())))
 
 
 def discover_bids(
     root: str | Path,
     *,
-    image_pattern: str = "*_T2starw.nii.gz",
+    image_pattern: str = IMAGE_PATTERN,
     gm_suffix: str = "_gmseg-manual",
     cord_suffix: str | None = "_seg-manual",
     labels_dir: str = "derivatives/labels",
@@ -42,8 +54,9 @@ def discover_bids(
     ----------
     root : str or pathlib.Path
         The dataset folder (holding ``participants.tsv`` and the ``sub-*`` folders).
-    image_pattern : str, default "*_T2starw.nii.gz"
-        Glob pattern of the image files inside each ``anat`` folder.
+    image_pattern : str, default "*_T2starw.nii*"
+        Glob pattern of the image files inside each ``anat`` folder; only ``.nii`` and ``.nii.gz``
+        files count. Links that point nowhere are skipped with a warning.
     gm_suffix : str, default "_gmseg-manual"
         Appended to the image stem to name its GM mask.
     cord_suffix : str or None, default "_seg-manual"
@@ -109,6 +122,7 @@ def discover_bids(
     subjects_with_image: set[str] = set()
     subject_dirs = sorted(p for p in root.glob("sub-*") if p.is_dir())
     matched_masks: set[Path] = set()
+    dangling: list[Path] = []
     for sub_dir in subject_dirs:
         subject = sub_dir.name
         person = re.sub(person_strip_regex, "", subject) if person_strip_regex else subject
@@ -121,7 +135,10 @@ def discover_bids(
         for anat in anat_dirs:
             if not anat.is_dir():
                 continue
-            for image in sorted(p for p in anat.glob(image_pattern) if p.is_file()):
+            for image in anat_images(anat, image_pattern, dangling=True):
+                if not image.is_file():
+                    dangling.append(image)
+                    continue
                 stem = _nii_stem(image)
                 label_dir = labels_root / anat.relative_to(root)
                 gm = _find_nifti(label_dir, stem + gm_suffix)
@@ -141,6 +158,9 @@ def discover_bids(
                 else:
                     labelled.append(scan)
 
+    if dangling:
+        report.add(f"{len(dangling)} image link(s) point nowhere and are skipped: "
+                   f"{', '.join(str(p.relative_to(root)) for p in dangling)}")
     listed = list(participants) + [d.name for d in subject_dirs if d.name not in participants]
     missing = [s for s in listed if s not in subjects_with_image]
     if missing:

@@ -57,7 +57,7 @@ from .scoring import (
     slice_axis,
 )
 from .tables import summary_table, wide_table, write_tables
-from .uncertainty import UNCERTAINTY_METRIC, auroc, plot_uncertainty, uncertainty_table
+from .uncertainty import UNCERTAINTY_METRIC, auroc, clustered_auroc, plot_uncertainty, uncertainty_table
 
 __all__ = [
     "AREA_METRICS",
@@ -70,6 +70,7 @@ __all__ = [
     "TIDY_COLUMNS",
     "UNCERTAINTY_METRIC",
     "auroc",
+    "clustered_auroc",
     "plot_uncertainty",
     "uncertainty_table",
     "check_evaluation",

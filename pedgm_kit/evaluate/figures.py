@@ -384,8 +384,8 @@ def plot_person_dice(tidy: pd.DataFrame, *, baseline: str, metric: str = "DSC", 
             ax.set_ylabel(f"{METRIC_LABELS.get(metric, metric)} per person")
     for k in range(len(variants), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
-    fig.suptitle(f"{metric} per person (scans of a person averaged): lines join one person; "
-                 "green = higher than the baseline", fontsize=10)
+    fig.suptitle(f"{metric} per person (a person's scans averaged)\nlines join one person; "
+                 f"green: variant {'higher' if up else 'lower'} than the baseline", fontsize=9)
     return fig
 
 

@@ -1,6 +1,6 @@
 """Cross-validation results: per-fold tables and the data-efficiency curve.
 
-- :func:`per_fold_table` -- each model's mean scan-level metric per fold, and the mean, spread and
+- :func:`per_fold_table` -- each model's mean over persons per fold, and the mean, spread and
   range across folds (the pooled statistics of :mod:`pedgm_kit.stats` run over all persons);
 - :func:`collect_curve`, :func:`curve_table`, :func:`plot_efficiency` -- held-out Dice against the
   number of training persons (nested subsets of each fold's training persons), pretrained against
@@ -20,30 +20,35 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import ParameterError
+from .scoring import person_scores
 
 __all__ = ["collect_curve", "curve_table", "per_fold_table", "plot_efficiency"]
 
 
 def per_fold_table(tidy: pd.DataFrame, *, metric: str = "DSC") -> pd.DataFrame:
-    """Mean scan-level ``metric`` per model and fold, then across folds.
+    """Mean ``metric`` over each fold's test persons, per model, then across folds.
+
+    Each person's score is the mean over their scans (:func:`pedgm_kit.evaluate.scoring.person_scores`,
+    the one aggregation behind every reported test number), so a fold's value is the mean over persons.
 
     Returns
     -------
     pandas.DataFrame
-        One row per model: ``fold 1 .. fold k`` (mean over the fold's test scans), ``mean``, ``sd``
-        (across folds), ``min``, ``max`` and ``n_scans`` (all folds).
+        One row per model: ``fold 1 .. fold k`` (mean over the fold's test persons), ``mean``, ``sd``
+        (across folds), ``min``, ``max``, ``n_persons`` and ``n_scans`` (all folds).
     """
     if "fold" not in tidy.columns:
         raise ParameterError("the table has no 'fold' column (evaluate_models with folds=...)")
-    sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
-    per = sub.groupby(["model", "fold"], sort=False)["value"].mean().unstack("fold")
+    persons = person_scores(tidy, metric=metric)
+    per = persons.groupby(["model", "fold"], sort=False)["value"].mean().unstack("fold")
     per.columns = [f"fold {int(c)}" if c else "all" for c in per.columns]
     values = per.to_numpy(float)
     out = per.copy()
     out["mean"] = np.nanmean(values, axis=1)
     out["sd"] = np.nanstd(values, axis=1, ddof=1) if values.shape[1] > 1 else np.nan
     out["min"], out["max"] = np.nanmin(values, axis=1), np.nanmax(values, axis=1)
-    out["n_scans"] = sub.groupby("model", sort=False)["value"].size()
+    out["n_persons"] = persons.groupby("model", sort=False)["person"].size()
+    out["n_scans"] = persons.groupby("model", sort=False)["n_scans"].sum()
     return out.reset_index()
 
 
@@ -51,16 +56,18 @@ def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
     """Every training run's held-out Dice, by fold, variant and number of training persons.
 
     Reads ``<train_dir>/fold-<k>/<variant>/summary.json`` (all training persons) and
-    ``<train_dir>/fold-<k>/persons-<n>/<variant>/summary.json`` (the nested subsets).
+    ``<train_dir>/fold-<k>/persons-<n>/<variant>/summary.json`` (the nested subsets). Each run's
+    ``test_dice`` is its model's, at the model's own threshold, scored on the fold's full test scans
+    per person (:data:`pedgm_kit.evaluate.scoring.TEST_SCORING`): the same numbers as the evaluation.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``fold, variant, subset`` (the requested size, or ``all``), ``n_persons`` (the persons
-        actually trained on), ``test_dice, test_dice_05, baseline_test_dice, baseline_test_dice_05`` (at
-        SCT's 0.999 and at 0.5), ``threshold`` (the model's own, from ``best.json``) and
-        ``test_dice_own, baseline_test_dice_own`` (each model at its own threshold);
-        only variants with subset runs; empty if there is none.
+        actually trained on), ``test_dice, baseline_test_dice`` (each model at its own threshold),
+        ``threshold, threshold_rule`` (the model's, and how it was fixed: by the loss or on validation)
+        and ``test_persons`` (how many persons were scored); only variants with subset runs; empty if
+        there is none.
     """
     rows = []
     paths = sorted(Path(train_dir).glob("fold-*/**/summary.json"))
@@ -69,22 +76,17 @@ def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
         summary = json.loads(path.read_text())
         if summary["variant"] not in curve_variants:
             continue  # trained on all persons only: not part of the curve
-        meta = path.parent / "best.json"
-        threshold = float(json.loads(meta.read_text()).get("threshold", 0.999)) if meta.is_file() else 0.999
         fold = int(next(p for p in path.parts if p.startswith("fold-")).split("-")[1])
         subset = next((p.split("-", 1)[1] for p in path.parts if p.startswith("persons-")), "all")
         rows.append({
             "fold": fold, "variant": summary["variant"], "subset": subset,
             "n_persons": len(summary.get("train_persons") or []),
-            "test_dice": summary.get("test_dice"), "test_dice_05": summary.get("test_dice_05"),
-            "baseline_test_dice": summary.get("baseline_test_dice"),
-            "baseline_test_dice_05": summary.get("baseline_test_dice_05"),
-            "threshold": threshold,  # the model's own (best.json): 0.5 for Dice + BCE, SCT's 0.999 otherwise
-            "test_dice_own": summary.get("test_dice_05" if threshold == 0.5 else "test_dice"),
-            "baseline_test_dice_own": summary.get("baseline_test_dice"),  # the challenge weights: 0.999
+            "test_dice": summary.get("test_dice"), "baseline_test_dice": summary.get("baseline_test_dice"),
+            "threshold": summary.get("threshold"), "threshold_rule": summary.get("threshold_rule"),
+            "test_persons": len(summary.get("test_persons") or []),
         })
-    columns = ["fold", "variant", "subset", "n_persons", "test_dice", "test_dice_05", "baseline_test_dice",
-               "baseline_test_dice_05", "threshold", "test_dice_own", "baseline_test_dice_own"]
+    columns = ["fold", "variant", "subset", "n_persons", "test_dice", "baseline_test_dice", "threshold",
+               "threshold_rule", "test_persons"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -118,7 +120,7 @@ def curve_table(curve: pd.DataFrame, *, column: str = "test_dice") -> pd.DataFra
     return pd.DataFrame(rows).sort_values(["variant", "n_persons"], kind="stable").reset_index(drop=True)
 
 
-def plot_efficiency(table: pd.DataFrame, *, title: str = "", threshold_note: str = "test Dice (> 0.999)"):
+def plot_efficiency(table: pd.DataFrame, *, title: str = "", threshold_note: str = "test Dice (each model's threshold)"):
     """Held-out Dice against training persons, one line per variant, CI bands across folds."""
     import seaborn as sns
     from matplotlib.figure import Figure

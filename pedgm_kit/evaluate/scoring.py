@@ -4,6 +4,11 @@ Scope of the scores: scan-level scores are computed on the labelled slices only 
 :data:`SCOPE_NOTE` and :mod:`pedgm_kit.evaluate`). The slice axis is the stored array axis closest to
 the superior-inferior direction of the affine (:func:`pedgm_kit.geometry.slice_axis`); spacing and
 pixel area come from the affine, never from header fields by index.
+
+One scoring path: every reported test number -- a training run's ``summary.json``, the fold table, the
+data-efficiency curve and the evaluation's headline -- is the mean over persons of each person's mean
+scan-level score (:func:`person_scores`, :func:`mean_over_persons`), the scans segmented whole by the
+model at its own threshold (:func:`score_test_scans`, the evaluation's own call); see :data:`TEST_SCORING`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from ..metrics import area_per_slice_mm2, labelled_slices, per_slice_metrics, pi
 
 __all__ = [
     "AREA_METRICS",
+    "TEST_SCORING",
+    "check_split_source",
+    "mean_over_persons",
+    "person_scores",
+    "score_test_scans",
+    "score_window_scans",
     "SCOPE_NOTE",
     "TIDY_COLUMNS",
     "evaluate_pair",
@@ -194,3 +205,111 @@ def score_pair(
     scan.attrs.update(attrs)
     frame.attrs.update(attrs)
     return scan, frame
+
+
+# ---------------------------------------------------------------------------- the one scoring path
+TEST_SCORING = (
+    "Each test scan is segmented whole by the model (as pedgm segment does: centred and sized by the model, "
+    "the model's own threshold) and scored on its labelled slices; a person's score is the mean over their "
+    "scans, the reported score the mean over persons."
+)
+"""How every reported test number is computed (summary.json, fold table, data-efficiency curve, headline)."""
+
+
+def person_scores(tidy: pd.DataFrame, *, metric: str = "DSC") -> pd.DataFrame:
+    """Per model (and fold) and person: the mean of the person's scan-level ``metric``.
+
+    The one aggregation behind every reported test number: the scan rows of a tidy table
+    (:func:`pedgm_kit.evaluate.evaluate_models`, :func:`score_test_scans`) averaged per person, so two
+    sessions of one person count once.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``model``, (``fold`` if the table has it), ``person``, ``value``, ``n_scans``.
+    """
+    keys = ["model", "fold", "person"] if "fold" in tidy.columns else ["model", "person"]
+    sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
+    out = sub.groupby(keys, sort=False)["value"].agg(value="mean", n_scans="size").reset_index()
+    out["n_scans"] = out["n_scans"].astype(int)
+    return out
+
+
+def mean_over_persons(tidy: pd.DataFrame, *, metric: str = "DSC") -> dict[str, float]:
+    """``{model: mean over persons of the per-person mean}`` of :func:`person_scores`."""
+    per = person_scores(tidy, metric=metric)
+    return {str(k): float(v) for k, v in per.groupby("model", sort=False)["value"].mean().items()}
+
+
+def score_test_scans(models, scans, *, output_dir: str | os.PathLike, seed: int = 0, cord_scale=None,
+                     progress: bool = False) -> pd.DataFrame:
+    """Segment whole test scans with each model and score them: the tidy table of :data:`TEST_SCORING`.
+
+    The same call as notebook 05's evaluation (:func:`pedgm_kit.evaluate.evaluate_models` with its
+    defaults: no TTA, labelled slices), so a training run's ``summary.json`` and the evaluation
+    report give the same number for the same model and persons (:func:`mean_over_persons`).
+
+    Parameters
+    ----------
+    models : mapping
+        ``{label: spec}``: ``.hdf5`` weights (their ``best.json`` threshold is used) or a built-in.
+    scans : sequence of pedgm_kit.datasets.Scan
+        Labelled test scans (source images and manual masks).
+    output_dir : path-like
+        Predictions are saved under ``<output_dir>/pred/<label>/``.
+    seed : int, default 0
+    cord_scale : "auto", float or None
+        As when the scans were preprocessed.
+    """
+    from ..datasets import DatasetIndex
+    from .batch import evaluate_models
+
+    index = DatasetIndex(scans=tuple(scans))
+    return evaluate_models(index, models, output_dir=output_dir, seed=seed, progress=progress, cord_scale=cord_scale)
+
+
+def score_window_scans(label: str, predict, arrays: dict, *, threshold: float) -> pd.DataFrame:
+    """Score preprocessed windows scan by scan where no source scan is recorded (arrays built by hand).
+
+    ``predict`` maps (N, h, w, 1) float32 images to probabilities; ``arrays`` is a split of
+    :func:`pedgm_kit.data_creation.load_split`. Each scan's slices are stacked and scored with
+    :func:`score_masks` on its labelled slices, on the window grid; the tidy scan rows (``DSC``)
+    feed :func:`person_scores` like those of :func:`score_test_scans`.
+    """
+    rows = []
+    scan_ids = arrays["scan_id"].astype(str)
+    for scan_id in dict.fromkeys(scan_ids.tolist()):
+        keep = np.flatnonzero(scan_ids == scan_id)
+        images = arrays["images"][keep][..., None].astype(np.float32)
+        pred = np.moveaxis(np.asarray(predict(images))[..., 0] > threshold, 0, 2)
+        truth = np.moveaxis(arrays["masks"][keep] > 0, 0, 2)
+        if not truth.any():
+            continue
+        affine = np.diag([*map(float, arrays["spacing_mm"][keep[0]]), 1.0])
+        row, _ = score_masks(pred, truth, affine=affine, axis=2, labelled_only=True, name=scan_id)
+        rows.append((label, scan_id, str(arrays["person_id"][keep[0]]), "scan", pd.NA, "DSC", float(row["DSC"])))
+    out = pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+    out["slice"] = out["slice"].astype("Int64")
+    return out
+
+
+def check_split_source(models, *, split: str, split_manifest: str) -> None:
+    """Refuse to re-draw a test split for trained models: their split comes from notebook 02's manifest.
+
+    A split drawn again here (another seed, other fractions) could overlap the persons a model was
+    trained or validated on; the manifest is the one source of the split. Pretrained built-in models
+    (never trained here) may be evaluated on any split.
+
+    Raises
+    ------
+    ParameterError
+        ``split == "test"``, no ``split_manifest`` and a model that is not a built-in.
+    """
+    from ..exceptions import ParameterError
+    from ..registry import BUILTIN_MODELS
+
+    specs = models.values() if isinstance(models, dict) else models
+    trained = [str(m) for m in specs if str(m) not in BUILTIN_MODELS]
+    if split == "test" and not split_manifest and trained:
+        raise ParameterError(f"split_manifest is empty: trained models ({', '.join(trained)}) are evaluated on the test "
+                             "split of notebook 02's manifest.json, never on a split drawn again here")

@@ -4,7 +4,9 @@
   (:mod:`pedgm_kit.segment._segmenter`: SCT's pipeline with cord-centred windows);
 - :func:`segment_files`, :func:`segment_bids` -- a cohort with one loaded model
   (:mod:`pedgm_kit.segment.cohort`);
-- :mod:`pedgm_kit.segment.engines` -- Keras, XLA or ONNX Runtime under the same weights.
+- :mod:`pedgm_kit.segment.engines` -- Keras, XLA or ONNX Runtime under the same weights;
+- :class:`EnsembleSegmenter`, :func:`load_segmenter` -- a run's variant of fold models as one model
+  (:mod:`pedgm_kit.segment.ensemble`).
 """
 
 from ..geometry import ModelGrid, centres_from_mask
@@ -22,10 +24,12 @@ from ._segmenter import (
 )
 from .cohort import SUMMARY_COLUMNS, find_images, segment_bids, segment_files
 from .engines import ENGINES
+from .ensemble import EnsembleSegmenter, load_segmenter
 
 __all__ = [
     "DEFAULT_PADDING",
     "ENGINES",
+    "EnsembleSegmenter",
     "PADDINGS",
     "UNCERTAINTY_METHODS",
     "SUMMARY_COLUMNS",
@@ -34,6 +38,7 @@ __all__ = [
     "Segmenter",
     "centres_from_mask",
     "find_images",
+    "load_segmenter",
     "save_uncertainty",
     "segment_bids",
     "segment_file",

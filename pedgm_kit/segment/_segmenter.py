@@ -191,7 +191,10 @@ class Segmenter:
         else:
             path = Path(model).resolve()
             stat = path.stat() if path.is_file() else None
-            spec, stamp = str(path), (stat.st_mtime_ns, stat.st_size) if stat else ()
+            meta = path.with_suffix(".json")  # its metadata too: an edited .json is read again
+            meta_stat = meta.stat() if meta.is_file() else None
+            spec, stamp = str(path), ((stat.st_mtime_ns, stat.st_size) if stat else ()) + (
+                (meta_stat.st_mtime_ns, meta_stat.st_size) if meta_stat else ())
         self.model, metadata = _cached_model(spec, stamp)
         self.metadata = dict(metadata)
         self.batch_size = int(batch_size)
@@ -550,8 +553,9 @@ def segment_image(
     >>> seg = segment_image("t2s.nii.gz", model="challenge")  # doctest: +SKIP
     >>> seg.to_filename("t2s_gmseg.nii.gz")  # doctest: +SKIP
     """
-    segmenter = model if isinstance(model, Segmenter) else Segmenter(model, batch_size=batch_size, engine=engine,
-                                                                     padding=padding)
+    from .ensemble import load_segmenter
+
+    segmenter = load_segmenter(model, batch_size=batch_size, engine=engine, padding=padding)
     return segmenter.segment(
         image, cord_mask=cord_mask, threshold=threshold, tta=tta, seed=seed, centre_on_cord=centre_on_cord,
         cord_scale=cord_scale, uncertainty=uncertainty,

@@ -11,6 +11,7 @@ with its ``dataset_description.json``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -21,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..datasets.bids import IMAGE_PATTERN, anat_images
 from ..exceptions import InputFileError, ParameterError, PedgmError
-from ..io import check_output_path, default_output_path, save_like, write_json
-from ._segmenter import Segmenter, save_uncertainty
+from ..io import check_output_folder, check_output_path, default_output_path, save_like, write_json
+from ._segmenter import Segmenter, save_uncertainty, uncertainty_paths
 
-__all__ = ["SUMMARY_COLUMNS", "find_images", "segment_bids", "segment_files"]
+__all__ = ["SUMMARY_COLUMNS", "find_images", "made_folders", "segment_bids", "segment_files"]
 
 SUMMARY_COLUMNS = ("file", "output", "slices", "gm_volume_mm3", "gm_area_mean_mm2", "seconds", "status", "error")
 """Columns of the table of :func:`segment_files` (``status``: ok, skipped, failed)."""
@@ -39,7 +41,8 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
     A folder contributes its ``*.nii`` / ``*.nii.gz`` files (not recursively), leaving out masks and
     earlier outputs by name (``*_gmseg``, ``*_seg``, ``*_gmseg-manual`` ...). A path that does not
-    exist is kept, so it is reported as a failed row rather than silently dropped.
+    exist (or a link in a folder that points nowhere) is kept, so it is reported as a failed row
+    rather than silently dropped.
 
     Raises
     ------
@@ -50,7 +53,7 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_NII)
+            files = sorted(p for p in path.iterdir() if (p.is_file() or p.is_symlink()) and p.name.endswith(_NII)
                            and not _stem(p).endswith(_DERIVED))
             if not files:
                 raise ParameterError(f"folder '{path}' holds no NIfTI image (*.nii, *.nii.gz) to segment")
@@ -60,6 +63,34 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     if not found:
         raise ParameterError("no image to segment")
     return list(dict.fromkeys(found))
+
+
+@contextlib.contextmanager
+def made_folders(folder: str | os.PathLike):
+    """Create ``folder`` (and missing parents) for an output; if the block fails, remove the folders
+    it created that are still empty, so a failed scan leaves no empty ``anat/`` behind."""
+    folder = Path(folder)
+    created = []
+    for parent in [folder, *folder.parents]:
+        if os.path.lexists(parent):
+            break
+        created.append(parent)
+    _mkdir(folder)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:  # deepest first
+            with contextlib.suppress(OSError):
+                made.rmdir()  # only if empty
+        raise
+
+
+def _mkdir(folder: Path, what: str = "Output") -> None:
+    """``mkdir -p``, with a file (or a dangling link) in the way as a one-line error."""
+    for parent in [folder, *folder.parents]:
+        if os.path.lexists(parent) and not parent.is_dir():
+            check_output_folder(parent, what=what, target=folder)  # raises: says what is there instead
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _stem(path: Path) -> str:
@@ -82,6 +113,7 @@ def segment_files(
     cord_masks: Sequence | None = None,
     levels: Sequence | None = None,
     bids_morphometrics: bool = False,
+    create_folders: bool = False,
     **segment_kwargs,
 ) -> pd.DataFrame:
     """Segment many scans with one loaded model; a bad file is reported, not fatal.
@@ -98,9 +130,11 @@ def segment_files(
     model : str, path-like or Segmenter, default "challenge"
         Loaded once (a :class:`Segmenter` is used as it is).
     overwrite : bool, default False
-        Segment scans whose output exists (otherwise they are skipped, status ``skipped``).
+        Segment scans whose output exists (otherwise they are skipped, status ``skipped``). With
+        ``uncertainty``, a scan whose mask exists but whose uncertainty map and scores do not is
+        segmented again and only those two files are written (the mask is kept).
     csv : path-like, optional
-        Also write the table there (atomically).
+        Also write the table there (atomically; replaced on a rerun, as the summary of that run).
     progress : bool, default True
         One tqdm bar over the scans.
     cord_masks, levels : sequence, optional
@@ -109,6 +143,8 @@ def segment_files(
     bids_morphometrics : bool, default False
         Per-scan morphometrics as ``<mask>_morphometrics.tsv`` beside each mask (a BIDS
         derivative) instead of ``morphometrics/<scan>_morphometrics.csv`` beside the CSV.
+    create_folders : bool, default False
+        Create each output's folder when its scan is segmented; a scan that fails leaves none.
     **segment_kwargs
         Passed to :meth:`Segmenter.segment` (``cord_mask`` is per scan, so not accepted here;
         ``threshold``, ``tta``, ``seed``, ``centre_on_cord``).
@@ -138,7 +174,7 @@ def segment_files(
     else:
         folder = None if output_dir is None else Path(output_dir)
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            _mkdir(folder, "--output-dir")
         outputs = [default_output_path(p) if folder is None else folder / default_output_path(p).name for p in images]
     for extra, name in ((cord_masks, "cord_masks"), (levels, "levels")):
         if extra is not None and len(extra) != len(images):
@@ -148,7 +184,9 @@ def segment_files(
         raise ParameterError(f"two images would write the same output '{dup[0]}'; use output_dir per source or outputs")
     if csv is not None:
         check_output_path(csv, overwrite=True, suffixes=(".csv",), what="CSV")
-    segmenter = model if isinstance(model, Segmenter) else Segmenter(model)
+    from .ensemble import load_segmenter
+
+    segmenter = load_segmenter(model)  # a weights file, a name, or a variant of fold models
 
     from tqdm.auto import tqdm
 
@@ -156,9 +194,11 @@ def segment_files(
     bar = tqdm(list(zip(images, outputs)), desc="segmenting", unit="scan", disable=not progress)
     for image, output in bar:
         bar.set_postfix_str(image.name[-40:])
-        rows.append(_one(segmenter, image, output, overwrite=overwrite, kwargs=segment_kwargs))
+        rows.append(_one(segmenter, image, output, overwrite=overwrite, kwargs=segment_kwargs,
+                         create_folders=create_folders))
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     table.attrs["failed"] = int((table["status"] == "failed").sum())
+    table.attrs["csv"] = None if csv is None else Path(csv)
     if csv is not None:
         from .._utils import atomic_path
 
@@ -181,23 +221,35 @@ def _after_cohort(table: pd.DataFrame, csv: Path, *, cord_masks, levels, bids: b
     table.attrs["qc"] = str(write_qc_page(table, csv.parent / "qc", morphometrics=morpho))
 
 
-def _one(segmenter: Segmenter, image: Path, output: Path, *, overwrite: bool, kwargs: dict) -> dict:
+def _one(segmenter: Segmenter, image: Path, output: Path, *, overwrite: bool, kwargs: dict,
+         create_folders: bool = False) -> dict:
     row = dict.fromkeys(SUMMARY_COLUMNS)
     row.update(file=str(image), output=str(output))
     start = time.perf_counter()
     try:
+        keep_mask = False
         if os.path.lexists(output) and not overwrite:
-            row.update(status="skipped", error="output exists (pass --overwrite to segment again)")
-            _describe(row, output)
-            return row
-        check_output_path(output, overwrite=overwrite, inputs=(image,))
-        seg = segmenter.segment(image, **kwargs)
-        data = np.asanyarray(seg.dataobj)
-        dtype = np.uint8 if seg.get_data_dtype() == np.uint8 else np.float32
-        save_uncertainty(seg, output, overwrite=overwrite)
-        save_like(data, seg, output, overwrite=overwrite, dtype=dtype)
+            extras = uncertainty_paths(output) if kwargs.get("uncertainty") else ()
+            missing = [p for p in extras if not os.path.lexists(p)]
+            if not missing:
+                row.update(status="skipped", error="output exists (pass --overwrite to segment again)")
+                _describe(row, output)
+                return row
+            if len(missing) < len(extras):
+                there = next(p for p in extras if p not in missing)
+                raise InputFileError(f"'{there}' exists but '{missing[0]}' does not; pass --overwrite to write both again")
+            keep_mask = True  # the mask is there, its uncertainty map is not: write only the map and scores
+        with made_folders(output.parent) if create_folders else contextlib.nullcontext():
+            if not keep_mask:
+                check_output_path(output, overwrite=overwrite, inputs=(image,))
+            seg = segmenter.segment(image, **kwargs)
+            data = np.asanyarray(seg.dataobj)
+            dtype = np.uint8 if seg.get_data_dtype() == np.uint8 else np.float32
+            save_uncertainty(seg, output, overwrite=overwrite)
+            if not keep_mask:
+                save_like(data, seg, output, overwrite=overwrite, dtype=dtype)
         row["status"] = "ok"
-        _describe(row, output, seg)
+        _describe(row, output, None if keep_mask else seg)
     except PedgmError as err:
         row.update(status="failed", error=str(err))
     except OSError as err:
@@ -227,10 +279,12 @@ def segment_bids(
     root: str | os.PathLike,
     *,
     pipeline: str = "pedgm_kit",
-    image_pattern: str = "*_T2starw.nii.gz",
+    image_pattern: str = IMAGE_PATTERN,
     model: str | os.PathLike | Segmenter = "challenge",
     overwrite: bool = False,
     progress: bool = True,
+    output_dir: str | os.PathLike | None = None,
+    csv: str | os.PathLike | None = None,
     **segment_kwargs,
 ) -> pd.DataFrame:
     """Segment every image of a BIDS dataset into a BIDS derivative.
@@ -241,6 +295,14 @@ def segment_bids(
     ``<derivative>/gmseg_summary.csv``. Cord masks (``*_seg-manual``, ``*_seg``) and level labels
     (``*_labels`` ...) found in the dataset's other derivatives feed the morphometrics
     (``<mask>_morphometrics.tsv`` per scan, ``morphometrics.csv`` for the cohort).
+
+    Images are the ``.nii.gz`` and ``.nii`` files matching ``image_pattern`` (default
+    ``*_T2starw.nii*``) in ``sub-*/[ses-*/]anat``; a link among them that points nowhere is a failed
+    row of the table, not left out. A scan's output folder is created when it is segmented, so a
+    failed scan leaves no empty ``anat/``.
+
+    ``output_dir`` replaces ``<root>/derivatives/<pipeline>`` as the derivative folder (created if
+    needed), and ``csv`` the summary's path (default ``<derivative>/gmseg_summary.csv``).
 
     Raises
     ------
@@ -256,14 +318,15 @@ def segment_bids(
         raise InputFileError(f"BIDS dataset root '{root}' is not a folder")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", pipeline):
         raise ParameterError(f"pipeline name {pipeline!r} must be a plain folder name")
-    images = sorted(p for p in root.glob(f"sub-*/anat/{image_pattern}") if p.is_file())
-    images += sorted(p for p in root.glob(f"sub-*/ses-*/anat/{image_pattern}") if p.is_file())
+    images = [p for anat in sorted(root.glob("sub-*/anat")) for p in anat_images(anat, image_pattern, dangling=True)]
+    images += [p for anat in sorted(root.glob("sub-*/ses-*/anat"))
+               for p in anat_images(anat, image_pattern, dangling=True)]
     if not images:
         raise InputFileError(f"no image matching 'sub-*/[ses-*/]anat/{image_pattern}' under {root}")
-    derivative = root / "derivatives" / pipeline
+    derivative = root / "derivatives" / pipeline if output_dir is None else Path(output_dir)
+    csv = derivative / "gmseg_summary.csv" if csv is None else Path(csv)
     outputs = [derivative / p.parent.relative_to(root) / default_output_path(p).name for p in images]
-    for folder in dict.fromkeys(o.parent for o in outputs):
-        folder.mkdir(parents=True, exist_ok=True)
+    _mkdir(derivative, "Derivative")
     description = derivative / "dataset_description.json"
     if not description.exists():
         spec = model.metadata.get("source") if isinstance(model, Segmenter) else str(model)
@@ -280,5 +343,5 @@ def segment_bids(
     cords = [bids_companion(root, p, suffixes=CORD_SUFFIXES, skip=(pipeline,)) for p in images]
     levels = [bids_companion(root, p, suffixes=LEVEL_SUFFIXES, skip=(pipeline,)) for p in images]
     return segment_files(images, outputs=outputs, model=model, overwrite=overwrite,
-                         csv=derivative / "gmseg_summary.csv", progress=progress, cord_masks=cords, levels=levels,
+                         csv=csv, progress=progress, create_folders=True, cord_masks=cords, levels=levels,
                          bids_morphometrics=True, **segment_kwargs)

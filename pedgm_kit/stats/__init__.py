@@ -37,7 +37,7 @@ from __future__ import annotations
 from ..metrics import HIGHER_IS_BETTER
 from .compare import MIN_CI_PERSONS, headline_table, paired_comparison, person_means
 from .failures import FAILURE_PENALTY_MM, failure_table, penalise_failures
-from .groups import group_table
+from .groups import check_covariates, group_table
 from .intervals import RULE, choose_method, person_interval
 from .paired import MIN_WILCOXON_PAIRS, bootstrap_mean_diff, holm, wilcoxon_signed_rank
 from .retest import retest_cv
@@ -48,6 +48,7 @@ __all__ = [
     "FAILURE_PENALTY_MM",
     "HIGHER_IS_BETTER",
     "RULE",
+    "check_covariates",
     "choose_method",
     "failure_table",
     "group_table",

@@ -74,7 +74,9 @@ def headline_table(
 
     Each person's scans are averaged first; the mean and interval are over persons
     (:func:`~pedgm_kit.stats.intervals.person_interval`: an interval only where its coverage was
-    measured to hold; ``interval_note`` says which or why none). With ``tests`` (the table of
+    measured to hold; ``interval_note`` says which or why none; the coverage of a mean over persons
+    depends on the shape of the per-person values, not on whether they are differences, so the rule
+    measured on paired differences applies). With ``tests`` (the table of
     :func:`paired_comparison`), the difference to the baseline, its interval, the Holm-adjusted
     p-value and the verdict sentence are joined.
 

@@ -17,9 +17,32 @@ from .compare import _check_tidy, person_means
 from .failures import FAILURE_PENALTY_MM, _failed_units, penalise_failures
 from .intervals import person_interval
 
-__all__ = ["group_table"]
+__all__ = ["check_covariates", "group_table"]
 
 _MISSING = "(not recorded)"
+
+
+def check_covariates(covariates: pd.DataFrame, by: Sequence[str]) -> str:
+    """Check that every ``by`` column is a participant column; returns the person column's name.
+
+    Called by :func:`group_table` and by notebook 05 before any work.
+
+    Raises
+    ------
+    ParameterError
+        ``by`` is not a list of names, a column is missing (the message lists the columns there
+        are), or ``covariates`` has no ``person_id`` / ``person`` column.
+    """
+    if isinstance(by, str) or not all(isinstance(c, str) for c in by):
+        raise ParameterError(f"by must be a list of participants.tsv column names, e.g. ['Site']; got {by!r}")
+    person_col = next((c for c in ("person_id", "person") if c in covariates.columns), None)
+    if person_col is None:
+        raise ParameterError(f"covariates need a 'person_id' or 'person' column; got {list(covariates.columns)}")
+    missing = [c for c in by if c not in covariates.columns]
+    if missing:
+        known = [c for c in covariates.columns if c != person_col]
+        raise ParameterError(f"by: column(s) {missing} not among the participant columns {known}")
+    return person_col
 
 
 def group_table(
@@ -66,13 +89,7 @@ def group_table(
         person column.
     """
     _check_tidy(tidy, ("model", "scan", "person", "level", "metric", "value"))
-    person_col = next((c for c in ("person_id", "person") if c in covariates.columns), None)
-    if person_col is None:
-        raise ParameterError(f"covariates need a 'person_id' or 'person' column; got {list(covariates.columns)}")
-    missing = [c for c in by if c not in covariates.columns]
-    if missing:
-        known = [c for c in covariates.columns if c != person_col]
-        raise ParameterError(f"by: column(s) {missing} not among the participant columns {known}")
+    person_col = check_covariates(covariates, by)
     scored = penalise_failures(tidy, penalty_mm=penalty_mm)
     models = list(dict.fromkeys(scored.loc[scored["level"] == "scan", "model"]))
     if baseline is not None and baseline in models:
@@ -100,5 +117,11 @@ def group_table(
                              "mean": inter["mean"], "ci_low": inter["ci_low"], "ci_high": inter["ci_high"],
                              "ci_method": inter["method"] or "", "interval_note": inter["interval_note"],
                              "mean_diff": float(diff)})
-    return pd.DataFrame(rows, columns=["covariate", "group", "model", "n_persons", "mean", "ci_low", "ci_high",
-                                       "ci_method", "interval_note", "mean_diff"])
+    out = pd.DataFrame(rows, columns=["covariate", "group", "model", "n_persons", "mean", "ci_low", "ci_high",
+                                      "ci_method", "interval_note", "mean_diff"])
+    # rows of one group together (groups sorted, "(not recorded)" last), models in their order
+    out["_g"] = [(g == _MISSING, g) for g in out["group"]]
+    out["_c"] = out["covariate"].map({c: k for k, c in enumerate(by)})
+    out["_m"] = out["model"].map({m: k for k, m in enumerate(models)})
+    out = out.sort_values(["_c", "_g", "_m"], kind="stable").drop(columns=["_c", "_g", "_m"])
+    return out.reset_index(drop=True)

@@ -315,9 +315,9 @@ def choose_method(n_persons: int, *, with_failures: bool = False) -> tuple[str |
 
     if method is None:
         closest = min(METHODS, key=lambda m: max(abs(MEASURED_COVERAGE[s][n][m] - LEVEL) for s in shapes))
-        return None, (f"no interval: for {at} {what}, no candidate 95% interval kept its measured coverage within "
-                      f"{COVERAGE_BAND[0]:.2f}-{COVERAGE_BAND[1]:.2f} (benchmarks/ci_coverage.py; closest: "
-                      f"{_NAMES[closest]}, {_range(closest)})")
+        return None, (f"no interval: no candidate kept {COVERAGE_BAND[0]:.2f}-{COVERAGE_BAND[1]:.2f} measured "
+                      f"coverage for {at} {what} (benchmarks/ci_coverage.py; closest: {_NAMES[closest]}, "
+                      f"{_range(closest)})")
     return method, f"{_NAMES[method]} (measured coverage {_range(method)} for {at} {what}, benchmarks/ci_coverage.py)"
 
 

@@ -99,6 +99,10 @@ def bootstrap_mean_diff(
 ) -> dict[str, float | int | str]:
     """Percentile bootstrap CI of the mean paired difference, resampling groups (persons).
 
+    Not used for the reported intervals: with few persons it covers far less than its nominal
+    level (0.76-0.87 for 4-6 persons, ``benchmarks/ci_coverage.py``); reports use
+    :func:`pedgm_kit.stats.person_interval`, which applies the measured rule.
+
     Each of ``n_boot`` resamples draws as many persons as there are, with replacement, and takes
     the mean of all differences of the drawn persons (a person drawn twice counts twice). The
     point estimate is the plain mean of all differences. Vectorised: per-person sums and counts,

@@ -52,9 +52,9 @@ def verdict(row: Mapping) -> str:
     if not math.isfinite(diff):
         return f"{model} vs {base}: no pair of scores in {metric}; nothing to compare."
     if not (math.isfinite(low) and math.isfinite(high)):
-        reason = str(row.get("interval_note") or "no interval").removeprefix("no interval: ")
+        reason = str(row.get("interval_note") or "no interval").removeprefix("no interval: ").split(" (")[0]
         return (f"{model} vs {base}: mean {metric} difference {diff:+.3f} per person over {n} persons, "
-                f"descriptive only - no interval is shown ({reason}), so no claim of a difference.")
+                f"descriptive only: no interval is shown ({reason}), so no claim of a difference.")
     method = {"t": "t interval", "wilcoxon_hl": "Hodges-Lehmann interval", "bca": "BCa bootstrap",
               "percentile": "percentile bootstrap"}.get(str(row.get("ci_method") or ""), "95% interval")
     ci = f"95% CI {low:+.3f} to {high:+.3f}, {method}, {n} persons"

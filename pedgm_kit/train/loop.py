@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .._backend import keras
 from ..augment import AugmentConfig
@@ -21,10 +22,13 @@ from ..model import (
     load_legacy_weights,
 )
 from ..weights import read_metadata, weights_path
-from .config import TrainConfig
+from ..data_creation import load_split, read_scans
+from ..datasets import Scan
+from ..evaluate.scoring import TEST_SCORING, mean_over_persons, person_scores, score_test_scans, score_window_scans
+from .config import THRESHOLD_GRID, TrainConfig, a_priori_threshold
 from .data import EpochCounter, load_arrays, make_dataset
 from .preempt import PreemptionGuard
-from .records import _device, _Recorder, dice_scores, plot_learning_curve
+from .records import SELECTION_METRIC, _device, _Recorder, _Validator, dice_scores, plot_learning_curve
 
 __all__ = ["adapt_batchnorm", "build_for_training", "set_determinism", "train_variant"]
 
@@ -32,17 +36,29 @@ _EARLY_LAYERS = ("conv2d_1", "conv2d_2", "rate2_1", "rate2_2") + tuple(f"batch_n
 
 
 def set_determinism(seed: int, *, deterministic: bool = True) -> None:
-    """Seed every generator; with ``deterministic``, make TensorFlow's ops deterministic too.
+    """Seed every generator; with ``deterministic``, make TensorFlow's ops and thread order deterministic.
 
     Op determinism is a process-wide TensorFlow setting (JAX on CPU is deterministic already), so
     it is switched on or off here for every run; tf.data pipelines are seeded and keep their order.
+    Deterministic runs also use one inter-op thread (each op still uses every core): with TensorFlow's
+    default pool, two augmented runs with the same seed differed at 1e-7 after one epoch in 2 of 3
+    tries (independent ops finish in a different order), with one thread 5 of 5 pairs were identical
+    at the same speed. The pool is fixed when TensorFlow's runtime starts, so this takes effect when
+    it is the first thing a process does with TensorFlow (as in ``pedgm train``, notebook 04 and
+    :func:`train_variant`); ``deterministic=False`` leaves TensorFlow's default pool.
     """
     keras.utils.set_random_seed(int(seed))
     if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
         from tensorflow.python.framework import config as tf_config
 
         if deterministic:
             tf_config.enable_op_determinism()
+            if tf.config.threading.get_inter_op_parallelism_threads() != 1 and "TF_NUM_INTEROP_THREADS" not in os.environ:
+                try:
+                    tf.config.threading.set_inter_op_parallelism_threads(1)
+                except RuntimeError:  # the runtime already started in this process: its pool stays
+                    pass
         else:
             tf_config.disable_op_determinism()
 
@@ -147,7 +163,10 @@ def train_variant(
     ----------
     data_dir : path-like
         Folder with ``train.npz``, ``val.npz`` and ``test.npz`` (notebook 02's ``data/``, or one
-        fold's ``data/fold-<k>/``).
+        fold's ``data/fold-<k>/``). The whole validation split selects the epoch (and, with
+        ``threshold="validation"``, the threshold); the test persons are scored once, after training,
+        on their full source scans (``scans.json``; else on the split's windows) by
+        :func:`pedgm_kit.evaluate.scoring.score_test_scans`, as the evaluation notebook scores them.
     output_dir : path-like
         Run folder; the variant writes into ``<output_dir>/<variant>/``.
     config : TrainConfig
@@ -166,18 +185,25 @@ def train_variant(
     folder.mkdir(parents=True, exist_ok=True)
     x_train, y_train, persons = load_arrays(data_dir, "train", max_slices=config.max_slices, seed=config.seed,
                                             persons=config.train_persons, with_persons=True)
-    x_val, y_val = load_arrays(data_dir, "val", max_slices=config.max_slices, seed=config.seed)
-    x_test, y_test = load_arrays(data_dir, "test", max_slices=config.max_slices, seed=config.seed)
+    # selection sees the whole validation split (max_slices limits training only), with each slice's person
+    x_val, y_val = load_arrays(data_dir, "val")
+    val_persons = _split_persons(data_dir, "val", len(x_val))
     if len(x_train) == 0 or len(x_val) == 0:
         raise ParameterError(f"{data_dir}: the train and val splits need slices (got {len(x_train)} and {len(x_val)})")
+    if not y_val.any():
+        raise ParameterError(f"{data_dir}: the val split has no GM voxel, so no epoch can be selected on it")
     init_meta = read_metadata(weights_path(config.init_weights))
     metadata = {k: init_meta[k] for k in ("mean_train", "std_train") if k in init_meta}
     metadata.update({"variant": variant, "init_weights": config.init_weights if config.pretrained else None,
                      "input_size": int(x_train.shape[1])})
-    # SCT's 0.999 suits the saturated output of a network trained on Dice alone; with a cross-entropy term the
-    # output is a probability and 0.5 is its threshold (measured, make demo-cv fold 1: a partly adapted model
-    # scored test Dice 0.006 at 0.999 and 0.591 at 0.5). The summary reports both thresholds either way.
-    metadata["threshold"] = 0.5 if config.loss == "dice_bce" else float(init_meta["threshold"])
+    init_threshold = float(init_meta["threshold"])
+    if config.threshold == "loss":  # fixed before training by the loss (documented rule; no data seen)
+        fixed, rule = a_priori_threshold(config.loss, init_threshold)
+        thresholds = (fixed,)
+    else:  # chosen with the epoch on the validation split; the test split is never consulted
+        thresholds, rule = THRESHOLD_GRID, (f"chosen on validation: the best validation Dice over "
+                                            f"{', '.join(f'{t:g}' for t in THRESHOLD_GRID)}, with the epoch")
+    metadata["threshold_rule"] = rule
     shape = tuple(int(n) for n in x_train.shape[1:])  # the network is fully convolutional: the arrays decide
 
     start = time.perf_counter()
@@ -187,81 +213,138 @@ def train_variant(
     train_data = make_dataset(x_train, y_train, batch_size=config.batch_size, augment=config.augment,
                               seed=config.seed, config=AugmentConfig(**config.augmentation),
                               overlap=not config.deterministic, epochs=(epochs := EpochCounter()))
-    val_data = make_dataset(x_val, y_val, batch_size=8, augment=False, seed=config.seed, shuffle=False)
-    initial_val = float(model.evaluate(val_data, verbose=0, return_dict=True)["dice"])
-    recorder = _Recorder(folder, metadata, {"epoch": 0.0, "loss": np.nan, "dice": np.nan, "val_loss": np.nan,
-                                            "val_dice": initial_val, "learning_rate": np.nan}, config.min_delta,
+    validator = _Validator(x_val, y_val, val_persons, thresholds=thresholds,
+                           loss=dice_bce_loss if config.loss == "dice_bce" else dice_loss)
+    recorder = _Recorder(folder, metadata, {"epoch": 0.0, "loss": np.nan, "dice": np.nan, **validator.scores(model),
+                                            "learning_rate": np.nan}, config.min_delta,
                          initial_is_candidate=config.pretrained)
-    cbs = [keras.callbacks.BackupAndRestore(str(folder / "backup")), epochs, recorder]
+    # the validator comes first: every later callback sees its scores in the epoch's logs
+    cbs = [validator, keras.callbacks.BackupAndRestore(str(folder / "backup")), epochs, recorder]
     if config.warmup_epochs:
         cbs.append(_warmup(config))
     if not config.sweep:
-        cbs.append(keras.callbacks.EarlyStopping(monitor="val_dice", mode="max", min_delta=config.min_delta,
+        cbs.append(keras.callbacks.EarlyStopping(monitor=SELECTION_METRIC, mode="max", min_delta=config.min_delta,
                                                  patience=config.patience))
     start = time.perf_counter()
-    model.fit(train_data, validation_data=val_data, epochs=config.epochs,
-              callbacks=cbs + [PreemptionGuard()] + (callbacks or []),  # SIGTERM: stop, keep the last epoch
-              verbose=verbose, shuffle=False)  # the pipelines shuffle themselves, seeded
+    model.fit(train_data, epochs=config.epochs,
+              callbacks=cbs + [PreemptionGuard(folder / "backup", restore=cbs)] + (callbacks or []),  # SIGTERM: keep the last epoch
+              verbose=verbose, shuffle=False)  # the pipelines shuffle themselves, seeded; the validator validates
     seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     load_legacy_weights(model, folder / "best.hdf5")
-    threshold = float(init_meta["threshold"])
-    scores = {
-        "baseline_val": dice_scores(baseline, x_val, y_val, thresholds=(0.5,)),
-        "val": dice_scores(model, x_val, y_val, thresholds=(0.5,)),
-    }
-    if len(x_test):
-        scores["test"] = dice_scores(model, x_test, y_test, thresholds=(0.5, threshold))
-        scores["baseline_test"] = dice_scores(baseline, x_test, y_test, thresholds=(0.5, threshold))
+    threshold = float(recorder.best_threshold)
+    baseline_val = dice_scores(baseline, x_val, y_val, thresholds=(init_threshold,), persons=val_persons)
+    test = _score_test(data_dir, folder, model, variant=variant, threshold=threshold,
+                       baseline=config.init_weights, baseline_model=baseline, baseline_threshold=init_threshold)
     scoring_seconds = time.perf_counter() - start
     rows = recorder.rows
-    val_curve = [r["val_dice"] for r in rows[1:]]
+    val_curve = [r[SELECTION_METRIC] for r in rows[1:]]
     batch = min(config.batch_size, len(x_train))
-    test, base_test = scores.get("test", {}), scores.get("baseline_test", {})
     summary = {
         "variant": variant,
         "config": asdict(config),
         "train_persons": persons,
         "epochs_run": len(val_curve),
         "best_epoch": recorder.best_epoch,  # 0 = the initial (pretrained, adapted) weights were never beaten
+        "selection_metric": SELECTION_METRIC,
         "best_val_dice": float(recorder.best),
-        "initial_val_dice": rows[0]["val_dice"],
+        "initial_val_dice": rows[0][SELECTION_METRIC],
         "first_epoch_val_dice": val_curve[0] if val_curve else None,
-        "baseline_val_dice": scores["baseline_val"]["hard_0.5"],
-        "baseline_val_soft_dice": scores["baseline_val"]["soft"],
-        "val_dice_hard": scores["val"]["hard_0.5"],
-        "test_dice": test.get(f"hard_{threshold:g}"),
-        "test_dice_05": test.get("hard_0.5"),
-        "baseline_test_dice": base_test.get(f"hard_{threshold:g}"),
-        "baseline_test_dice_05": base_test.get("hard_0.5"),
-        "n_slices": {"train": len(x_train), "val": len(x_val), "test": len(x_test)},
+        "best_val_soft_dice": next((r["val_dice"] for r in rows if r["epoch"] == recorder.best_epoch), None),
+        "threshold": threshold,
+        "threshold_rule": rule,
+        "baseline_threshold": init_threshold,
+        "baseline_val_dice": baseline_val[f"hard_{init_threshold:g}"],
+        "baseline_val_soft_dice": baseline_val["soft"],
+        "val_persons": sorted(set(val_persons.tolist())),
+        **test,
+        "n_slices": {"train": len(x_train), "val": len(x_val)},
         "dice_definitions": {
-            "*_val_dice, baseline_val_soft_dice": "soft Dice (the training metric), mean over validation batches",
-            "baseline_val_dice, val_dice_hard": "Dice of predictions > 0.5 over all validation slices",
-            "test_dice, baseline_test_dice": f"Dice of predictions > {threshold:g} (SCT's threshold) over all test slices",
-            "test_dice_05, baseline_test_dice_05": "Dice of predictions > 0.5 over all test slices (shows a partly "
-                                                   "adapted model that SCT's threshold hides)",
+            "best_val_dice, initial_val_dice, first_epoch_val_dice, baseline_val_dice": (
+                "hard Dice on the whole validation split at the model's threshold: per person over all their "
+                "validation voxels, then the mean over persons (selects the epoch and stops early)"),
+            "best_val_soft_dice, baseline_val_soft_dice": "soft Dice (the training metric), mean over validation batches; "
+                                                          "logged only",
+            "test_dice, baseline_test_dice": "each model at its own threshold (threshold, baseline_threshold): "
+                                             + test["test_scoring"],
         },
         "seconds": round(seconds, 2),
         # steady state: every training step but the first, which traces the train function (first_step_seconds)
         "train_slices_per_s": (round(recorder.train_batches * batch / recorder.train_seconds, 2)
                                if recorder.train_batches else None),
         "first_step_seconds": None if recorder.first_step_seconds is None else round(recorder.first_step_seconds, 2),
-        "validation_seconds": round(recorder.validation_seconds, 2),
+        "validation_seconds": round(validator.seconds, 2),
         "epoch_seconds": [round(s, 2) for s in recorder.epoch_seconds],
         "setup_seconds": round(setup_seconds, 2),
         "scoring_seconds": round(scoring_seconds, 2),
         "deterministic": config.deterministic,
+        "inter_op_threads": _inter_op_threads(),  # 1 for deterministic runs; 0: the backend's default pool
         "backend": keras.backend.backend(),
         "device": _device(),
     }
     summary["onnx"] = _export_onnx_quietly(model, folder / "best.onnx", input_size=shape[0]) if export_onnx else None
-    fig = plot_learning_curve(rows, baseline_val_dice=summary["baseline_val_soft_dice"], min_delta=config.min_delta,
-                              patience=config.patience, title=variant)
+    fig = plot_learning_curve(rows, baseline_val_dice=summary["baseline_val_dice"], min_delta=config.min_delta,
+                              patience=config.patience, title=variant, best_epoch=recorder.best_epoch)
     fig.savefig(folder / "learning_curve.png", dpi=100)
     write_json(summary, folder / "summary.json")
+    from ..model_card import write_training_card  # the card travels with best.hdf5 / best.onnx
+
+    write_training_card(folder)
     return summary
+
+
+def _inter_op_threads() -> int | None:
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    return int(tf.config.threading.get_inter_op_parallelism_threads())
+
+
+def _split_persons(data_dir, split: str, n: int) -> np.ndarray:
+    """The person id of every slice of ``<data_dir>/<split>.npz`` (one person "all" if none is recorded)."""
+    arrays = load_split(Path(data_dir) / f"{split}.npz")
+    return arrays["person_id"].astype(str) if "person_id" in arrays else np.full(n, "all")
+
+
+def _score_test(data_dir, folder: Path, model, *, variant: str, threshold: float, baseline: str, baseline_model,
+                baseline_threshold: float) -> dict:
+    """``test_dice`` (this model) and ``baseline_test_dice`` (the initial weights), each at its own threshold,
+    per person, through :mod:`pedgm_kit.evaluate.scoring`: whole source scans when the data folder records
+    them (``scans.json``), else the split's windows; empty values without a test split."""
+    records = read_scans(data_dir, "test")
+    path = Path(data_dir) / "test.npz"
+    arrays = load_split(path) if path.is_file() else {"images": []}
+    if records and all(r.get("source_image") and r.get("source_gm_mask") for r in records):
+        scans = [Scan(r["scan_id"], str(r["person_id"]), Path(r["source_image"]), gm_mask=Path(r["source_gm_mask"]))
+                 for r in records]
+        rules = {r.get("cord_scale_rule") or None for r in records}
+        if len(rules) > 1:
+            raise ParameterError(f"{data_dir}: test scans were preprocessed with different cord_scale settings {rules}")
+        tidy = score_test_scans({variant: folder / "best.hdf5", "baseline": baseline}, scans,
+                                output_dir=folder / "test_scoring", cord_scale=rules.pop())
+        how = TEST_SCORING
+    elif len(arrays["images"]):
+        tidy = pd.concat([
+            score_window_scans(variant, lambda x: _predict(model, x), arrays, threshold=threshold),
+            score_window_scans("baseline", lambda x: _predict(baseline_model, x), arrays, threshold=baseline_threshold),
+        ], ignore_index=True)
+        how = ("the test split's preprocessed windows (no source scans recorded), each scan on its labelled slices; "
+               "a person's score is the mean over their scans, the reported score the mean over persons")
+    else:
+        return {"test_dice": None, "baseline_test_dice": None, "test_persons": [], "test_scoring": "no test split"}
+    per = person_scores(tidy)
+    means = mean_over_persons(tidy)
+    of = {label: dict(zip(g["person"], g["value"].astype(float))) for label, g in per.groupby("model", sort=False)}
+    return {"test_dice": means.get(variant), "baseline_test_dice": means.get("baseline"),
+            "test_persons": sorted(of.get(variant, {})), "test_dice_per_person": of.get(variant, {}),
+            "baseline_test_dice_per_person": of.get("baseline", {}), "test_scoring": how}
+
+
+def _predict(model, images: np.ndarray, *, batch_size: int = 8) -> np.ndarray:
+    return np.concatenate([np.asarray(model.predict_on_batch(images[k : k + batch_size]))
+                           for k in range(0, len(images), batch_size)])
 
 
 def _export_onnx_quietly(model, path: Path, *, input_size: int) -> str | None:
