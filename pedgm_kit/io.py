@@ -265,7 +265,17 @@ def load_image(
 
 
 def _check_header(img, name: str, what: str) -> None:
-    """A finite, invertible affine and positive header voxel sizes (nibabel reads pixdim 0 as 1 mm)."""
+    """A finite, invertible affine, usable coded qform/sform and positive header voxel sizes.
+
+    nibabel reads a pixdim of 0 as 1 mm; and it uses the sform where both are coded, while other tools
+    may use the qform, so a coded qform nibabel cannot compute (NaN, a quaternion longer than 1) is
+    refused too.
+    """
+    affine = np.asarray(img.affine, dtype=float)
+    if affine.shape != (4, 4) or not np.isfinite(affine).all():
+        raise ImageContentError(f"{name}: {what} has a non-finite affine (NaN or infinite in pixdim/qform/sform)")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ImageContentError(f"{name}: {what} has a singular affine (a voxel axis of length 0); its geometry is unusable")
     for kind in ("qform", "sform"):  # a coded matrix other tools may use, even where nibabel uses the other
         code = int(img.header[f"{kind}_code"]) if f"{kind}_code" in img.header else 0
         try:
@@ -278,11 +288,6 @@ def _check_header(img, name: str, what: str) -> None:
         if code and (matrix is None or not np.isfinite(matrix).all()):
             raise ImageContentError(f"{name}: {what} has a {kind} (code {int(code)}) with NaN or infinite values; "
                                     f"fix it or set {kind}_code to 0")
-    affine = np.asarray(img.affine, dtype=float)
-    if affine.shape != (4, 4) or not np.isfinite(affine).all():
-        raise ImageContentError(f"{name}: {what} has a non-finite affine (NaN or infinite in pixdim/qform/sform)")
-    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise ImageContentError(f"{name}: {what} has a singular affine (a voxel axis of length 0); its geometry is unusable")
     zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
         shown = ", ".join(f"{z:g}" for z in zooms)

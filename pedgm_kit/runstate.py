@@ -256,6 +256,8 @@ def status_table(run: str | os.PathLike) -> str:
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
     done = sum(1 for _, r in records if r.get("status") == "done")
     eta = f"about {_duration(left)}" + (f" plus {unknown} step(s) never timed" if unknown else "")
+    if unknown and not left:
+        eta = f"unknown ({unknown} step(s) never timed)"
     if done == len(records):
         eta = "nothing (every step is done)"
     mean = f"; mean training run {_duration(mean_train)}" if mean_train else ""

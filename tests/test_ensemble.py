@@ -54,10 +54,21 @@ def test_ensemble_is_the_mean_of_its_members(tmp_path, gm_challenge):
     np.testing.assert_allclose(np.asanyarray(probs.dataobj), maps.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(np.asanyarray(probs.extra["pedgm_uncertainty"]["map"].dataobj),
                                np.clip(maps.std(axis=0), 0, 1), atol=1e-6)
-    mask = ens.segment(image)  # the variant's threshold on the mean
+    mask = ens.segment(image)  # the variant's threshold on the mean, where one model thresholds (model grid)
     assert mask.get_data_dtype() == np.uint8 and np.array_equal(mask.affine, image.affine)
-    assert np.array_equal(np.asanyarray(mask.dataobj) > 0, maps.mean(axis=0) > 0.999)
-    assert np.count_nonzero(np.asanyarray(mask.dataobj)) > 0
+    grids = [s.extra["pedgm_model_grid"] for s in singles]
+    model_mean = (grids[0]["probabilities"] + grids[1]["probabilities"]) / 2
+    expected = grids[0]["grid"].to_input((model_mean > 0.999).astype(np.float32)) > 0.5
+    assert np.array_equal(np.asanyarray(mask.dataobj) > 0, expected) and expected.any()
+
+
+def test_an_ensemble_of_identical_members_is_that_member(tmp_path, gm_challenge):
+    _, members = make_cv_run(tmp_path / "run", perturb=1.0)
+    image = gm_challenge / "sub-9584/anat/sub-9584_run-1_T2starw.nii.gz"
+    one = Segmenter(members[0]).segment(image)
+    both = EnsembleSegmenter(members=members).segment(image)
+    assert np.array_equal(np.asanyarray(one.dataobj), np.asanyarray(both.dataobj))
+    assert float(np.asanyarray(both.extra["pedgm_uncertainty"]["map"].dataobj).max()) == 0.0  # no disagreement
 
 
 def test_segment_cli_with_a_variant_writes_mask_uncertainty_and_shows_the_card(tmp_path, gm_challenge, capsys):

@@ -64,6 +64,14 @@ def _bad_file(folder: Path, case: str) -> Path:
         img.update_header = lambda: None
         nib.save(img, path)
         return path
+    if case in ("NaN quaternion", "quaternion longer than 1"):  # found by tests/test_fuzz.py: tracebacks then
+        img = nib.Nifti1Image(_disc(), np.diag([-0.5, 0.5, 5.0, 1.0]))
+        img.set_sform(img.affine, code=2)
+        img.header["qform_code"] = 1
+        img.header["quatern_b"] = np.nan if case == "NaN quaternion" else 1.5
+        img.update_header = lambda: None
+        nib.save(img, path)
+        return path
     if case == "dangling link":
         path.symlink_to(folder / "gone.nii.gz")
         return path
@@ -79,9 +87,11 @@ BAD_FILES = {
     "truncated gzip": "Cannot read",
     "header nibabel repairs, 200 mm voxels": "in-plane voxel size 200 mm",
     "dangling link": "is a dangling link",
+    "NaN quaternion": "has a qform (code 1) with NaN or infinite values",
+    "quaternion longer than 1": "has a qform (code 1) nibabel cannot compute",
 }
 
-NIBABEL_NOISE = ("should be", "setting 0 dims", "set sizeof_hdr")
+NIBABEL_NOISE = ("pixdim[1,2,3] should be", "sizeof_hdr should be", "setting 0 dims")
 
 
 def _place(src: Path, dst: Path) -> Path:

@@ -324,6 +324,8 @@ class Segmenter:
             back = np.clip(back, 0.0, 1.0)
             dtype = np.float32
         out = to_image_like(back, img, dtype=dtype)
+        if threshold == 0:  # the model-grid map too: an ensemble thresholds its mean there, as one model does
+            out.extra["pedgm_model_grid"] = {"probabilities": full, "grid": grid}
         scale = np.asarray(grid.in_plane, float) / np.asarray(target, float)
         info["model_spacing_mm"] = spacing_mm
         info["padding"] = self.padding

@@ -10,7 +10,9 @@ found beside it) or a folder holding ``fold-*/best.hdf5``:
    input grid (``threshold=0``);
 3. the maps are averaged; the mask is the mean thresholded at the variant's threshold
    (:func:`ensemble_threshold`: the members' validation-chosen thresholds; their median when they
-   differ);
+   differ) where one model thresholds its own map: on the model grid (the members' model-grid maps
+   averaged), then resampled to the input grid and cut at 0.5 -- thresholding the resampled mean at
+   0.999 instead would erode every mask;
 4. the members' disagreement -- the standard deviation of their maps, per voxel -- is the
    uncertainty map (``<output>_uncertainty.nii.gz`` and per-slice scores, method ``ensemble``).
 
@@ -168,7 +170,7 @@ class EnsembleSegmenter(Segmenter):
         mean = stack.mean(axis=0)
         spread = stack.std(axis=0)
         if threshold > 0:
-            out = to_image_like((mean > threshold).astype(np.uint8), img, dtype=np.uint8)
+            out = to_image_like(self._threshold(maps, mean, threshold), img, dtype=np.uint8)
         else:
             out = to_image_like(mean.astype(np.float32), img, dtype=np.float32)
         out.extra["pedgm_segment"] = {"ensemble": self.metadata["members"], "threshold": threshold,
@@ -178,6 +180,22 @@ class EnsembleSegmenter(Segmenter):
         out.extra["pedgm_uncertainty"] = {"method": "ensemble", "map": umap,
                                           "slices": slice_scores(umap, out if threshold > 0 else None)}
         return out
+
+
+    @staticmethod
+    def _threshold(maps, mean: np.ndarray, threshold: float) -> np.ndarray:
+        """The mask of the mean probability, made as one model makes its mask: the mean of the members'
+        model-grid maps thresholded there, resampled to the input grid (linear), then > 0.5. Members on
+        different model grids (``cord_scale="auto"`` chose different scales) fall back to thresholding
+        the mean on the input grid."""
+        grids = [m.extra.get("pedgm_model_grid") for m in maps]
+        same = all(g is not None for g in grids) and len({g["probabilities"].shape for g in grids}) == 1 and len(
+            {float(m.extra.get("pedgm_segment", {}).get("model_spacing_mm", 0)) for m in maps}) == 1
+        if not same:
+            return (mean > threshold).astype(np.uint8)
+        model_mean = np.mean([g["probabilities"] for g in grids], axis=0)
+        back = grids[0]["grid"].to_input((model_mean > threshold).astype(np.float32))
+        return (back > 0.5).astype(np.uint8)
 
 
 def load_segmenter(model: str | os.PathLike | Segmenter = "challenge", **kwargs) -> Segmenter:
