@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-slices", type=int, default=16)
     parser.add_argument("--keep", help="keep the run here instead of a temporary folder")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: score the members already trained there")
     args = parser.parse_args(argv)
 
     from pedgm_kit.data_creation import build_split_arrays, save_npz
@@ -61,14 +62,15 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep) if args.keep else Path(tmp)
+        members = [root / "train" / f"fold-{k}" / "v" / "best.hdf5" for k in range(1, args.folds + 1)]
+        reuse = args.reuse and all(m.is_file() for m in members)
         (root / "pre").mkdir(parents=True, exist_ok=True)
         rows = []
-        for scan_id in [s for p in sorted(persons) for s in persons[p]]:
-            paths = save_preprocessed(preprocess_scan(index[scan_id]), root / "pre")
+        for scan_id in [] if reuse else [s for p in sorted(persons) for s in persons[p]]:
+            paths = save_preprocessed(preprocess_scan(index[scan_id]), root / "pre", overwrite=True)
             rows.append({"scan_id": scan_id, "person_id": index[scan_id].person_id, "image": paths["image"].name})
         frame = pd.DataFrame(rows)
-        members = []
-        for k, val_persons in enumerate(folds, start=1):
+        for k, val_persons in enumerate([] if reuse else folds, start=1):
             data = root / "data" / f"fold-{k}"
             data.mkdir(parents=True, exist_ok=True)
             split = {"train": [s for p in rest if p not in val_persons for s in persons[p]],
@@ -78,7 +80,6 @@ def main(argv=None) -> int:
                          data / f"{name}.npz")
             config = TrainConfig(epochs=args.epochs, max_slices=args.max_slices, seed=k, sweep=True)
             train_variant(data, root / "train" / f"fold-{k}", config, variant="v", verbose=0, export_onnx=False)
-            members.append(root / "train" / f"fold-{k}" / "v" / "best.hdf5")
         train_s = time.perf_counter() - start
         models = {f"member {k}": Segmenter(m) for k, m in enumerate(members, start=1)}
         models["ensemble"] = EnsembleSegmenter(members=members)
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     per_person["members' mean"] = per_person[member_cols].mean(axis=1)
     print(f"locked test persons: {', '.join(args.test_persons)} ({len(locked)} scans); folds (validation persons): "
           f"{folds}; {args.epochs} epochs, {args.max_slices} slices per member, no early stopping; "
-          f"training {train_s / 60:.1f} min")
+          + ("members reused" if reuse else f"training {train_s / 60:.1f} min"))
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
         print(per_person.to_string())
         print("mean over locked persons:")

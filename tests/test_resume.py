@@ -14,11 +14,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO, tiny_cv_params
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pedgm_kit.cli import main
+from pedgm_kit.exceptions import ParameterError
 from pedgm_kit.params import load_params
 from pedgm_kit.runner import pipeline_steps, slurm_script
-from pedgm_kit.runstate import PREEMPTED_EXIT, RunState, load_state, resume_actions
+from pedgm_kit.runstate import PREEMPTED_EXIT, RunState, Step, load_state, resume_actions
 
 
 #: a fresh process per training run: determinism needs TensorFlow's one inter-op thread, which only a
@@ -214,6 +217,45 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path, capsys):
     assert "no state.json" in capsys.readouterr().err
     assert main(["run", "--outputs", str(tmp_path)]) == 2
     assert "--params is required" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- the state, property-based
+_values = st.one_of(st.integers(-5, 5), st.booleans(), st.text("ab/", max_size=4), st.lists(st.integers(0, 3), max_size=2))
+_params = st.dictionaries(st.text("abcdef_", min_size=1, max_size=6), _values, max_size=6)
+
+
+@given(old=_params, new=_params, where=st.sampled_from(["runs/r1", "/tmp/elsewhere/r9"]))
+@settings(max_examples=60, deadline=None)
+def test_changed_steps_are_refused_naming_exactly_the_changed_keys(old, new, where, tmp_path_factory):
+    """Any two parameter sets: --resume reuses when equal, else names exactly the keys that differ; the
+    run folder's location does not count (paths inside it are recorded as <run>/...)."""
+    run = tmp_path_factory.mktemp("state") / where.strip("/")
+    run.mkdir(parents=True)
+    (run / "out.txt").write_text("done")
+
+    def steps(params, folder):
+        first = Step("first", "x.ipynb", folder, {**params, "output_dir": str(folder / "a")}, "train",
+                     outputs=("out.txt",))
+        return [first, Step("second", "y.ipynb", folder, {"n": 1}, "evaluate", ("first",), outputs=("out.txt",))]
+
+    state = RunState(run, steps(old, run))
+    for name in state.steps:
+        state.start(name)
+        state.finish(name, "done")
+    moved = run.parent / "moved"
+    run.rename(moved)  # the same run folder elsewhere
+    again = RunState(moved, steps(new, moved), load_state(moved))
+    expected = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    if not expected:
+        assert resume_actions(again, overwrite=False) == {"first": "reuse", "second": "reuse"}
+    else:
+        with pytest.raises(ParameterError) as err:
+            resume_actions(again, overwrite=False)
+        message = str(err.value)
+        assert "\n" not in message and "step 'first'" in message and "'second'" not in message
+        assert [k for k in (f"train.{k}" for k in sorted(set(old) | set(new))) if f"{k} (" in message] == \
+            [f"train.{k}" for k in expected][:4]
+        assert resume_actions(again, overwrite=True) == {"first": "rerun", "second": "rerun"}
 
 
 # ------------------------------------------------------------------------------------------ SLURM requeue
