@@ -95,6 +95,10 @@ def get_parser() -> argparse.ArgumentParser:
     which.add_argument("--task", type=int, help="one run of the plan by its number (a SLURM array task)")
     tr.add_argument("--fold", type=int, help="only this cross-validation fold (with --variant or --all)")
     tr.add_argument("--output-dir", help="run folder (default: the parameter file's output_dir)")
+    tr.add_argument("--final", action="store_true",
+                    help="with --variant: package that variant's fold models (already trained) as one ensemble "
+                         "with its model card in <output-dir>/final/<variant>, the deliverable model")
+    tr.add_argument("--overwrite", action="store_true", help="with --final: replace an existing package")
 
     rn = sub.add_parser("run", help="run notebooks 01-05 (four variants) on a parameter file; index.html report")
     rn.add_argument("--params", help="YAML parameter file with notebook sections, e.g. parameters/demo.yaml "
@@ -324,9 +328,26 @@ def _cmd_evaluate(args) -> int:
 def _cmd_train(args) -> int:
     from .runner import train_variants
 
+    if args.final:
+        return _train_final(args)
+
     for notebook in train_variants(args.params, variant=args.variant, all_variants=args.all, fold=args.fold,
                                    task=args.task, output_dir=args.output_dir):
         print(notebook)
+    return 0
+
+
+def _train_final(args) -> int:
+    from .deliver import package_ensemble
+    from .exceptions import ParameterError
+    from .params import load_params
+
+    if not args.variant or args.fold is not None:
+        raise ParameterError("--final packages one variant's fold models: give --variant V (without --fold)")
+    train_dir = args.output_dir or load_params(args.params).get("train", {}).get("output_dir", "outputs/train")
+    package = package_ensemble(train_dir, args.variant, overwrite=args.overwrite)
+    print(package)
+    print(f"use it: pedgm segment <scans> --model {package}")
     return 0
 
 

@@ -92,3 +92,26 @@ def test_missing_variant_is_one_line_error(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "x.nii.gz"), "--model", str(tmp_path / "train" / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_train_final_packages_the_variant_as_one_model(tmp_path, gm_challenge, capsys):
+    """`pedgm train --final --variant v`: the fold models copied with the card; the package segments
+    exactly as the variant folder does; a second call refuses without --overwrite; nothing partial."""
+    variant, members = make_cv_run(tmp_path / "run")
+    params = tmp_path / "p.yaml"
+    params.write_text(f"train:\n  output_dir: {tmp_path / 'run' / 'train'}\n")
+    assert main(["train", "--params", str(params), "--final", "--variant", "v"]) == 0
+    package = tmp_path / "run" / "train" / "final" / "v"
+    assert f"--model {package}" in capsys.readouterr().out
+    assert sorted(p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()) == [
+        "fold-1/best.hdf5", "fold-1/best.json", "fold-1/summary.json",
+        "fold-2/best.hdf5", "fold-2/best.json", "fold-2/summary.json", "model_card.json", "model_card.md"]
+    card = json.loads((package / "model_card.json").read_text())
+    assert card["kind"] == "ensemble" and card["packaged_from"] == str(variant)
+    image = gm_challenge / "sub-9584/anat/sub-9584_run-1_T2starw.nii.gz"
+    assert np.array_equal(np.asanyarray(load_segmenter(package).segment(image).dataobj),
+                          np.asanyarray(load_segmenter(variant).segment(image).dataobj))
+    assert main(["train", "--params", str(params), "--final", "--variant", "v"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["train", "--params", str(params), "--final", "--variant", "nothing"]) == 2
+    assert not list((tmp_path / "run" / "train" / "final").glob(".*"))  # no staging folder left
