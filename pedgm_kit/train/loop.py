@@ -12,6 +12,9 @@ import pandas as pd
 
 from .._backend import keras
 from ..augment import AugmentConfig
+from ..data_creation import load_split, read_scans
+from ..datasets import Scan
+from ..evaluate.scoring import TEST_SCORING, mean_over_persons, person_scores, score_test_scans, score_window_scans
 from ..exceptions import ParameterError
 from ..io import write_json
 from ..model import (
@@ -22,9 +25,6 @@ from ..model import (
     load_legacy_weights,
 )
 from ..weights import read_metadata, weights_path
-from ..data_creation import load_split, read_scans
-from ..datasets import Scan
-from ..evaluate.scoring import TEST_SCORING, mean_over_persons, person_scores, score_test_scans, score_window_scans
 from .config import THRESHOLD_GRID, TrainConfig, a_priori_threshold
 from .data import EpochCounter, load_arrays, make_dataset
 from .preempt import PreemptionGuard
