@@ -83,6 +83,25 @@ def _training_table(run: Path) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
+def _recommendation(evaluation: Path, results: dict) -> dict | None:
+    """Which model to use, by the stated rule of :mod:`pedgm_kit.stats.recommend`, from the evaluation's tidy table."""
+    from .exceptions import PedgmError
+    from .registry import BUILTIN_MODELS
+    from .stats.recommend import recommend
+
+    tidy = _csv(evaluation / "metrics_tidy.csv")
+    if tidy is None or not len(tidy):
+        return None
+    parameters = results.get("parameters", {})
+    models = parameters.get("models") or {}
+    baselines = (*BUILTIN_MODELS, *([parameters["baseline"]] if parameters.get("baseline") else []))
+    try:
+        return recommend(tidy, baselines=baselines, model_paths=models if isinstance(models, dict) else {},
+                         cv=bool(results.get("folds")))
+    except (PedgmError, KeyError, ValueError):
+        return None
+
+
 def _figures(run: Path, pattern: str, caption=None) -> list[dict]:
     return [{"src": str(p.relative_to(run)), "caption": caption(p) if caption else str(p.relative_to(run))}
             for p in sorted(run.glob(pattern))]
@@ -145,6 +164,7 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
                                      + (f"; distances penalised with {float(penalty):.1f} mm" if penalty else ""))
         if not failure_lines:
             failure_lines.append("No failed (empty) prediction.")
+    recommendation = _recommendation(evaluation, results)
     lead_figures = []
     for name, caption in (("person_dice.png", "Dice per person: lines join one person's Dice under the baseline "
                                               "(reference, left) and under each variant"),
@@ -266,6 +286,7 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
         run_id=run.name, created=time.strftime("%Y-%m-%d %H:%M"), params_file=str(params_file or "?"),
         seconds_text=f"{seconds / 60:.1f} min" if seconds else "", shift=shift, headline=headline,
         headline_note=headline_note, verdicts=verdicts, interval_rule=interval_rule, failure_lines=failure_lines,
+        recommendation=recommendation,
         lead_figures=lead_figures, sections=sections, notebooks=notebooks, tables=tables, run_facts=facts,
         parameters=_folded("Parameters", pd.DataFrame(param_rows), run, None) if param_rows else None,
     )

@@ -105,6 +105,9 @@ def test_report_leads_with_the_answer_and_clips_nothing(report_run, browser):
     html = (report_run / "index.html").read_text()
     assert html.index('id="answer"') < html.index("person_dice.png") < html.index('id="headline"')
     assert "<details>" in html and 'href="evaluation/stats.csv"' in html and 'href="evaluation/metrics.xlsx"' in html
+    # the recommendation by the stated rule: 6 persons allow no interval, so no evidence: keep the baseline
+    assert "Recommended model: baseline" in html and "no evidence that fine-tuning helped" in html
+    assert "pedgm segment &lt;scans&gt; --model baseline" in html
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto((report_run / "index.html").as_uri(), wait_until="load")
