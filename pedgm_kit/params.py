@@ -116,7 +116,7 @@ def _shift_ok(v) -> bool:
 def _cord_scale_ok(v) -> bool:
     if isinstance(v, str):
         return v in ("", "auto")
-    from .segment._segmenter import check_cord_scale  # numbers: the range the segmenter enforces
+    from .segment.cord_scale import check_cord_scale  # numbers: the range the segmenter enforces
 
     try:
         check_cord_scale(v)

@@ -44,7 +44,7 @@ from .io import (
     save_like,
 )
 from .segment import Segmenter, segment_file
-from .segment._segmenter import check_cord_scale
+from .segment.cord_scale import check_cord_scale
 
 __all__ = [
     "CENTRE_ON",

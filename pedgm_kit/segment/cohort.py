@@ -25,7 +25,8 @@ from .. import __version__
 from ..datasets.bids import IMAGE_PATTERN, anat_images
 from ..exceptions import InputFileError, ParameterError, PedgmError
 from ..io import check_output_folder, check_output_path, default_output_path, save_like, write_json
-from ._segmenter import Segmenter, save_uncertainty, uncertainty_paths
+from .segmenter import Segmenter
+from .uncertainty import save_uncertainty, uncertainty_paths
 
 __all__ = ["SUMMARY_COLUMNS", "find_images", "made_folders", "segment_bids", "segment_files"]
 

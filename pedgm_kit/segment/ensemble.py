@@ -32,7 +32,8 @@ import numpy as np
 from ..exceptions import InputFileError, ParameterError
 from ..io import load_image, source_name, to_image_like
 from ..registry import BUILTIN_MODELS
-from ._segmenter import DEFAULT_PADDING, Segmenter, slice_scores
+from .segmenter import DEFAULT_PADDING, Segmenter
+from .uncertainty import slice_scores
 
 __all__ = ["EnsembleSegmenter", "ensemble_members", "ensemble_threshold", "is_ensemble", "load_segmenter"]
 

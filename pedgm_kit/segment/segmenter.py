@@ -1,6 +1,6 @@
 """Gray-matter segmentation of a NIfTI scan, as SCT's sct_deepseg_gm does it, but cord-centred.
 
-Pipeline (SCT's, see DESIGN.md) with two robustness fixes:
+Pipeline (SCT's, docs/design.md §3) with two robustness fixes:
 
 1. load and validate; reorient to the working orientation (LAS+, the orientation SCT's model was
    trained on), so axis 2 is the slice axis whatever the stored orientation (SCT takes the orientation as stored);
@@ -45,10 +45,11 @@ from ..io import (
 )
 from ..model import load_model
 from ..registry import BUILTIN_MODELS
+from .cord_scale import SCALE_TOLERANCE, check_cord_scale, estimate_cord_scale, median_gm_area_mm2
 from .engines import make_engine
+from .uncertainty import UNCERTAINTY_METHODS, mc_dropout_passes, save_uncertainty, slice_scores, uncertainty_paths
 
-__all__ = ["DEFAULT_PADDING", "PADDINGS", "UNCERTAINTY_METHODS", "SegmentationWarning", "Segmenter", "save_uncertainty",
-           "segment_file", "segment_image", "slice_scores", "uncertainty_paths"]
+__all__ = ["DEFAULT_PADDING", "PADDINGS", "SegmentationWarning", "Segmenter", "segment_file", "segment_image"]
 
 
 class SegmentationWarning(UserWarning):
@@ -56,93 +57,6 @@ class SegmentationWarning(UserWarning):
 
 
 _PROBE_SLICES = 8  # slices around the middle predicted first, to tell whether the cord is off centre
-
-#: Median GM area per slice (mm²) of the labelled sample scans' manual masks (8 adult scans of the
-#: SCGM challenge and SCT's t2s: per-scan medians 12.7-16.3 mm²): the size the weights expect.
-REFERENCE_GM_AREA_MM2 = 15.25
-#: Cord scales closer to 1 than this are left alone (adults vary by about +-10% in linear size).
-SCALE_TOLERANCE = 0.12
-_SCALE_RANGE = (0.4, 1.6)
-
-
-def check_cord_scale(value) -> float | str | None:
-    """``None``/``""``/``1`` (off), ``"auto"``, or a linear cord size relative to an adult cord."""
-    if value in (None, "", "none"):
-        return None
-    if value == "auto":
-        return "auto"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _SCALE_RANGE[0] <= value <= _SCALE_RANGE[1]:
-        raise ParameterError(f"cord_scale must be 'auto', '' or a number in {_SCALE_RANGE[0]}-{_SCALE_RANGE[1]}; got {value!r}")
-    return float(value)
-
-
-def median_gm_area_mm2(mask: nib.Nifti1Image) -> float | None:
-    """Median GM area (mm²) over the slices of a mask that hold GM (along its slice axis), or None."""
-    from ..metrics import area_per_slice_mm2
-
-    area = area_per_slice_mm2(np.asanyarray(mask.dataobj) > 0.5, mask.affine)
-    area = area[area > 0]
-    return float(np.median(area)) if area.size else None
-
-
-def estimate_cord_scale(gm_area_mm2: float) -> float:
-    """Linear size of a cord relative to the adult reference, from its median GM area per slice."""
-    return float(np.clip(np.sqrt(gm_area_mm2 / REFERENCE_GM_AREA_MM2), *_SCALE_RANGE))
-
-
-#: Per-voxel uncertainty of a segmentation (``uncertainty=``): the spread of the network's output
-#: over test-time augmentation passes or Monte-Carlo dropout passes (benchmarks/uncertainty.py).
-UNCERTAINTY_METHODS = ("tta", "mc_dropout")
-
-
-def _mc_dropout(model, windows: np.ndarray, *, passes: int, seed: int, batch_size: int):
-    """``passes`` probability maps with Dropout active and BatchNorm in inference (yields each)."""
-    from .._backend import keras
-
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    trainable = [n.trainable for n in norms]
-    # each Dropout layer draws from its own seed generator, whose state advances with every call:
-    # start every layer from a state derived from ``seed`` (restored afterwards), so one seed, one map
-    generators = [layer.seed_generator for layer in model.layers
-                  if isinstance(layer, keras.layers.Dropout) and getattr(layer, "seed_generator", None) is not None]
-    states = [keras.ops.convert_to_numpy(g.state.value) for g in generators]
-    try:
-        for i, g in enumerate(generators):
-            g.state.assign(np.array([int(seed) * 1009 + i, 0], dtype=states[i].dtype))
-        for n in norms:
-            n.trainable = False  # a non-trainable BatchNorm normalises with its moving statistics, even in training mode
-        for _ in range(passes):
-            out = np.empty(windows.shape, np.float32)
-            for start in range(0, len(windows), batch_size):
-                batch = windows[start : start + batch_size, ..., None]
-                out[start : start + len(batch)] = keras.ops.convert_to_numpy(model(batch, training=True))[..., 0]
-            yield out
-    finally:
-        for n, t in zip(norms, trainable):
-            n.trainable = t
-        for g, state in zip(generators, states):
-            g.state.assign(state)
-
-
-def slice_scores(umap: nib.Nifti1Image, mask: nib.Nifti1Image | None = None, *, level: float = 0.05):
-    """Per-slice uncertainty score: the mean uncertainty over the slice's uncertain-or-GM region.
-
-    The region is every voxel whose uncertainty exceeds ``level`` or that the mask holds; a slice
-    with neither scores 0. Returns a list of ``{"slice", "score", "gm_voxels"}`` along the slice axis.
-    """
-    from ..geometry import slice_axis
-
-    u = np.asanyarray(umap.dataobj, dtype=np.float32)
-    m = np.zeros(u.shape, bool) if mask is None else np.asanyarray(mask.dataobj) > 0.5
-    axis = slice_axis(umap.affine)
-    out = []
-    for k in range(u.shape[axis]):
-        uk, mk = np.take(u, k, axis=axis), np.take(m, k, axis=axis)
-        region = (uk > level) | mk
-        out.append({"slice": k, "score": float(uk[region].mean()) if region.any() else 0.0,
-                    "gm_voxels": int(mk.sum())})
-    return out
-
 
 #: How the window is filled where it leaves a small field of view (see :class:`Segmenter`).
 PADDINGS = ("reflect", "mean", "background", "none")
@@ -476,7 +390,7 @@ class Segmenter:
                 total += p
                 squares += p ** 2
         else:
-            for p in _mc_dropout(self.model, windows, passes=passes, seed=seed, batch_size=self.batch_size):
+            for p in mc_dropout_passes(self.model, windows, passes=passes, seed=seed, batch_size=self.batch_size):
                 total += p
                 squares += p ** 2
         n = passes + 1
@@ -585,32 +499,6 @@ def segment_file(
     dtype = np.uint8 if seg.get_data_dtype() == np.uint8 else np.float32
     save_uncertainty(seg, output, overwrite=overwrite)
     return save_like(np.asanyarray(seg.dataobj), seg, output, overwrite=overwrite, dtype=dtype)
-
-
-def uncertainty_paths(output: str | os.PathLike) -> tuple[Path, Path]:
-    """``<output>_uncertainty.nii.gz`` (the map) and ``<output>_uncertainty.csv`` (per-slice scores)."""
-    output = Path(output)
-    nii = default_output_path(output, suffix="_uncertainty")
-    stem = nii.name[: -len(".nii.gz")] if nii.name.endswith(".nii.gz") else nii.stem
-    return nii, nii.with_name(stem + ".csv")
-
-
-def save_uncertainty(seg: nib.Nifti1Image, output: str | os.PathLike, *, overwrite: bool = False) -> tuple[Path, Path] | None:
-    """Write the uncertainty map and per-slice scores of ``seg`` beside ``output`` (atomically), if any."""
-    extra = seg.extra.get("pedgm_uncertainty")
-    if not extra:
-        return None
-    import pandas as pd
-
-    from .._utils import atomic_path
-
-    nii, csv = uncertainty_paths(output)
-    umap = extra["map"]
-    save_like(np.asanyarray(umap.dataobj), umap, nii, overwrite=overwrite, dtype=np.float32)
-    check_output_path(csv, overwrite=overwrite, suffixes=(".csv",))
-    with atomic_path(csv) as tmp:
-        pd.DataFrame(extra["slices"]).assign(method=extra["method"]).to_csv(tmp, index=False)
-    return nii, csv
 
 
 # ---------------------------------------------------------------------------------------- helpers
