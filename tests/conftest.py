@@ -169,3 +169,39 @@ def tiny_cv_run(tmp_path_factory):
     params = tiny_cv_params(tmp)
     assert main(["run", "--params", str(params), "--outputs", str(tmp), "--run-id", "r1"]) == 0
     return tmp / "r1", params
+
+
+@pytest.fixture(scope="session")
+def installed_pedgm(tmp_path_factory) -> dict:
+    """pedgm_kit built as a wheel from a copy of the checkout and installed into a fresh venv outside it.
+
+    The venv's own site-packages holds only pedgm_kit (notebooks and templates as package data); its
+    dependencies come from this environment through a ``.pth`` line, so nothing is downloaded. Returns
+    ``{"python", "pedgm", "env"}``: ``env`` has no PYTHONPATH into the checkout, so the installed copy
+    is the one imported (by the CLI and by the notebook kernels it starts).
+    """
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    tmp = tmp_path_factory.mktemp("installed")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # never this checkout
+    source = tmp / "source"
+    keep = {"pedgm_kit", "pyproject.toml", "README.md", "notebooks"}
+    shutil.copytree(REPO, source, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if Path(d) == REPO and n not in keep]
+                    + [n for n in names if n == "__pycache__"])
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp / "wheel"), str(source)], check=True, capture_output=True, text=True, env=env)
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True, env=env).stdout.strip())
+    (wheel,) = (tmp / "wheel").glob("pedgm_kit-*.whl")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q",
+                    str(wheel)], check=True, capture_output=True, text=True, env=env)
+    # the dependencies, after the install (else pip sees this checkout's editable pedgm_kit and skips the wheel)
+    (site / "zz_pedgm_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return {"python": python, "pedgm": venv / "bin" / "pedgm", "env": env, "site": site}

@@ -91,7 +91,7 @@ def _table(path: Path, run: Path) -> pd.DataFrame:
     """A CSV with this run's folder written as <run> (the tables of two runs are compared value for value)."""
     frame = pd.read_csv(path)
     for col in frame.columns[frame.dtypes == object]:
-        frame[col] = frame[col].str.replace(str(run), "<run>", regex=False)
+        frame[col] = frame[col].map(lambda v: v.replace(str(run), "<run>") if isinstance(v, str) else v)
     return frame
 
 
