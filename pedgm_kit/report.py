@@ -76,8 +76,9 @@ def _training_table(run: Path) -> pd.DataFrame | None:
             "fold": fold.removeprefix("fold-") or "-", "variant": s["variant"],
             "persons": persons.removeprefix("persons-") or "all", "epochs": s.get("epochs_run"),
             "best epoch": s.get("best_epoch"), "best val Dice": s.get("best_val_dice"),
-            "test Dice >0.5": s.get("test_dice_05"), "test Dice >0.999": s.get("test_dice"),
-            "baseline test >0.999": s.get("baseline_test_dice"), "train slices/s": s.get("train_slices_per_s"),
+            "threshold": s.get("threshold"), "threshold rule": s.get("threshold_rule"),
+            "test Dice": s.get("test_dice"), "baseline test Dice": s.get("baseline_test_dice"),
+            "train slices/s": s.get("train_slices_per_s"),
             "seconds": s.get("seconds"),
         })
     return pd.DataFrame(rows) if rows else None
@@ -239,8 +240,10 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
     training = _training_table(run)
     if training is not None:
         sections.append({"id": "training", "title": "Training runs",
-                         "text": "Best weights = best validation Dice (epoch 0 = the starting weights were never "
-                                 "beaten). Test Dice at 0.5 and at SCT's 0.999 (the latter hides a partly adapted model).",
+                         "text": "Best weights = best hard validation Dice, per person at the model's threshold "
+                                 "(epoch 0 = the starting weights were never beaten). The threshold is fixed before "
+                                 "training by the loss or chosen on validation (its rule is listed); test Dice is each "
+                                 "model's (and the baseline's) on whole test scans, per person, at its own threshold.",
                          "tables": [_folded("Training runs", training, run, None)],
                          "figures": _figures(run, "train/**/learning_curve.png",
                                              lambda p: str(p.parent.relative_to(run / "train"))), "grid": True})
