@@ -1,6 +1,6 @@
 """The original study's augmentation, on the fly and batch-wise, written with ``keras.ops``.
 
-The set (DESIGN.md point 3), all ranges and probabilities being parameters of :class:`AugmentConfig`:
+The set (docs/design.md §1.3), all ranges and probabilities being parameters of :class:`AugmentConfig`:
 
 - geometric, each applied to a slice with probability ``p_geometric`` (0.5):
   crop/pad each side by -10..+10 % (then resized back), affine scale 0.8..1.1 per axis, translation

@@ -23,18 +23,12 @@ from pedgm_kit.shift import Shift, apply_shift, parse_shift, simulate_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The demo split of the sample data (notebook 02 with parameters/demo.yaml): persons per role.
-DEMO_SPLIT = {
-    "train": ["sub-10062Ses1", "sub-10062Ses2", "sub-9669", "sub-9709Ses1", "sub-9709Ses2"],
-    "val": ["sub-9418", "sub-9604"],
-    "test": ["sub-9584"],
-}
-# The shift test's budget (benchmarks/adapt_recipes.py --slices 48 --epochs 9 measured the numbers
-# below on this split under the SIMULATED inversion; README "Does fine-tuning adapt?").
+# The shift test's budget, the one benchmarks/adapt_recipes.py chose the recipe at.
 BUDGET = {"max_slices": 48, "epochs": 9, "batch_size": 4, "learning_rate": 1e-3}
 BEST_RECIPE = "dice_bce"
-#: what this test measured (2026-12-05, this 2-core CPU, 581 s): held-out Dice at 0.5 (at 0.999)
-MEASURED = {"baseline": 0.000, "dice_bce": 0.580, "dice_bce_0999": 0.596, "scratch": 0.180, "scratch_0999": 0.194}
+MARGIN = 0.1  # the least gain over the untrained baseline the test accepts
+#: what the shift test measured (2026-12-07, this 2-core CPU): held-out Dice, each model at its own threshold
+MEASURED = {"baseline": None, "dice_bce": None, "scratch": None}
 
 
 # ------------------------------------------------------------------------------------- the shifts
@@ -154,34 +148,38 @@ def test_dice_bce_has_gradient_where_dice_saturates():
 
 # ----------------------------------------------------- the shift test: fine-tuning adapts at all
 
+#: The recipe was chosen under the SIMULATED inversion on the demo split (split seed 0, test person
+#: sub-9584; benchmarks/adapt_recipes.py). It is tested here where it was not tuned: another split seed
+#: (test person sub-9669; sub-9584 moves to validation) and another shift family (a SIMULATED gamma
+#: contrast change with noise).
+SHIFT_TEST = {"shift": "gamma:0.4", "split_seed": 1}
+
 
 @pytest.fixture(scope="module")
-def inverted_demo_split(gm_challenge, tmp_path_factory):
-    """The demo split of the sample data, every scan SIMULATED-inverted before preprocessing."""
-    from pedgm_kit.data_creation import build_split_arrays, save_npz
+def shifted_split(gm_challenge, tmp_path_factory):
+    """The sample data under SHIFT_TEST's SIMULATED shift, prepared as notebooks 01-02 do (every window
+    centred by the model, never by a mask), split by person with SHIFT_TEST's seed."""
+    from pedgm_kit.data_creation import write_arrays
     from pedgm_kit.datasets import discover_bids
     from pedgm_kit.preprocess import preprocess_scan, save_preprocessed
+    from pedgm_kit.splits import auto_split
 
-    root = tmp_path_factory.mktemp("simulated-invert")
+    shift = parse_shift(SHIFT_TEST["shift"])
+    root = tmp_path_factory.mktemp(f"simulated-{shift.name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        index = simulate_dataset(discover_bids(gm_challenge), root / "simulated-invert", Shift("invert", 1.0))
-    rows, split_scans = [], {}
-    (root / "pre").mkdir()
-    for role, subjects in DEMO_SPLIT.items():
-        scans = [s for s in index.scans if s.metadata["subject"] in subjects]
-        assert len(scans) == len(subjects), (role, [s.metadata["subject"] for s in scans])
-        split_scans[role] = [s.scan_id for s in scans]
-        for scan in scans:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                paths = save_preprocessed(preprocess_scan(scan), root / "pre")
-            rows.append({"scan_id": scan.scan_id, "person_id": scan.person_id, "image": paths["image"].name})
-    frame = pd.DataFrame(rows)
-    (root / "data").mkdir()
-    for role, ids in split_scans.items():
-        save_npz(build_split_arrays(frame, ids, root=root / "pre"), root / "data" / f"{role}.npz")
-    return root / "data"
+        index = simulate_dataset(discover_bids(gm_challenge), root / f"simulated-{shift.name}", shift)
+    splits = auto_split(index, seed=SHIFT_TEST["split_seed"])
+    rows = []
+    for scan in index.scans:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pre = preprocess_scan(scan)
+            paths = save_preprocessed(pre, root / "pre")
+        rows.append({"scan_id": scan.scan_id, "person_id": scan.person_id, "image": paths["image"].name,
+                     "centring": pre.centring, "source_image": str(scan.image), "source_gm_mask": str(scan.gm_mask)})
+    write_arrays(pd.DataFrame(rows), splits, root=root / "pre", data_dir=root / "data")
+    return root / "data", splits
 
 
 _RECIPE_CHILD = """
@@ -205,15 +203,17 @@ def _train(recipe, data, out):
 
 
 @pytest.mark.slow
-def test_best_recipe_adapts_to_simulated_inversion(inverted_demo_split, tmp_path):
-    """Under a SIMULATED contrast inversion, the best recipe fine-tunes the pretrained network to a
-    held-out Dice at least 0.3 above the untrained baseline and above training from scratch at the
-    same budget (48 slices, 9 epochs, batch 4, Adam 1e-3; test person sub-9584). Measured values in
-    the README and in MEASURED above."""
-    best = _train(BEST_RECIPE, inverted_demo_split, tmp_path / "best")
-    scratch = _train("scratch", inverted_demo_split, tmp_path / "scratch")
-    baseline = best["baseline_test_dice"]  # each model at its own threshold (Dice + BCE: 0.5, the baseline: 0.999)
+def test_best_recipe_adapts_where_it_was_not_tuned(shifted_split, tmp_path):
+    """Under SHIFT_TEST's SIMULATED gamma contrast change, on a split the recipe was not chosen on, the
+    best recipe fine-tunes the pretrained network to a held-out Dice above the untrained baseline and
+    above training from scratch at the same budget (48 slices, 9 epochs, batch 4, Adam 1e-3), each
+    model at its own threshold, scored on whole test scans. Measured values in MEASURED above."""
+    data, splits = shifted_split
+    assert {s.split("_")[0] for s in splits["test"]} == {"sub-9669"}  # not the demo split's test person
+    best = _train(BEST_RECIPE, data, tmp_path / "best")
+    scratch = _train("scratch", data, tmp_path / "scratch")
+    baseline = best["baseline_test_dice"]
     print("shift test:", json.dumps({"best": best, "scratch": scratch}))  # pytest -s shows what MEASURED records
-    assert baseline < 0.1  # the adult network fails on the simulated new contrast
-    assert best["test_dice"] >= baseline + 0.3, (best, scratch)
+    assert baseline < 0.5  # the adult network degrades under the simulated contrast change
+    assert best["test_dice"] >= baseline + MARGIN, (best, scratch)
     assert best["test_dice"] > scratch["test_dice"], (best, scratch)

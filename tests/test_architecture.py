@@ -74,3 +74,12 @@ def test_the_check_sees_a_private_import(tmp_path, monkeypatch):
     (room / "b" / "user.py").write_text("from ..a._core import _hidden\nfrom .._utils import atomic_path\n")
     monkeypatch.setattr(__import__(__name__), "PACKAGE", room)
     assert cross_package_private_imports() == ["pedgm_kit/b/user.py:1: from pedgm_kit.a._core import _hidden"]
+
+
+def test_code_and_notebooks_cite_only_files_in_the_repository():
+    """Design notes are cited as docs/design.md (in this repository), never a file beside it."""
+    outside = ("DESIGN.md", "STYLE.md", "seed-reference")
+    found = [f"{p.relative_to(PACKAGE.parent)}: {word}" for p in sorted(PACKAGE.rglob("*"))
+             if p.suffix in (".py", ".ipynb", ".j2", ".md") for word in outside if word in p.read_text(encoding="utf-8")]
+    assert found == []
+    assert (PACKAGE.parent / "docs" / "design.md").is_file()

@@ -24,7 +24,7 @@ from pedgm_kit.splits import (
 REPO = Path(__file__).resolve().parents[1]
 SEED_REFERENCE = REPO.parent / "shared" / "seed-reference"
 
-# DESIGN.md, "The original split, as its notebook produced it"
+# docs/design.md §2, "The original split"
 EXPECTED = {
     "train": (
         "140 162 162_second 172 172_second 166_second 195 21 106 208 205 237 88 93 61 113 "
