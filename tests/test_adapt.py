@@ -171,6 +171,7 @@ def shifted_split(gm_challenge, tmp_path_factory):
         index = simulate_dataset(discover_bids(gm_challenge), root / f"simulated-{shift.name}", shift)
     splits = auto_split(index, seed=SHIFT_TEST["split_seed"])
     rows = []
+    (root / "pre").mkdir()
     for scan in index.scans:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
