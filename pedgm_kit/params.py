@@ -32,7 +32,7 @@ from .exceptions import InputFileError, ParameterError
 __all__ = ["NOTEBOOKS", "RULES", "SECTIONS", "Parameter", "check_section", "dataset_problems", "load_params",
            "notebook_parameters"]
 
-NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"  # package data (the repository's notebooks/ links here)
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"  # package data (in a checkout: a link to notebooks/)
 
 #: Parameter-file section -> notebook (``pipeline`` is the runner's own section, :data:`PIPELINE`).
 SECTIONS: dict[str, str] = {
