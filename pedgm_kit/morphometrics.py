@@ -62,6 +62,7 @@ __all__ = [
     "match_mask",
     "morphometrics_path",
     "scan_morphometrics",
+    "scan_stem",
     "slice_levels",
     "write_table",
 ]
@@ -82,7 +83,8 @@ LEVEL_KINDS = ("auto", "vertebral", "disc")
 _NII = (".nii.gz", ".nii")
 
 
-def _stem(path: Path) -> str:
+def scan_stem(path: Path) -> str:
+    """A NIfTI file's name without ``.nii``/``.nii.gz``: how morphometrics and the QC page name a scan."""
     for ext in _NII:
         if path.name.endswith(ext):
             return path.name[: -len(ext)]
@@ -234,7 +236,7 @@ def scan_morphometrics(
                                "level": pd.array([pd.NA] * len(metric_names), dtype="Int64"),
                                "metric": metric_names, "value": summary.to_numpy(float)}))
     table = pd.concat(parts, ignore_index=True)
-    stem = _stem(Path(gm_name))
+    stem = scan_stem(Path(gm_name))
     scan = scan or re.sub(r"_gmseg(-[A-Za-z0-9]+)?$", "", stem)
     table.insert(0, "person", person or _person(scan))
     table.insert(0, "scan", scan)
@@ -276,7 +278,7 @@ def match_mask(image: str | os.PathLike, where, *, suffixes: Sequence[str]) -> P
     where = Path(where)
     if not where.is_dir():
         return where
-    stem = _stem(Path(image))
+    stem = scan_stem(Path(image))
     for name in [stem + s for s in suffixes] + [stem]:
         for ext in _NII:
             if (where / (name + ext)).is_file():
@@ -305,7 +307,7 @@ def bids_companion(root: str | os.PathLike, image: str | os.PathLike, *, suffixe
 def morphometrics_path(output: str | os.PathLike, *, ext: str = ".csv") -> Path:
     """``<mask stem>_morphometrics<ext>`` beside a GM mask output (BIDS: ``ext=".tsv"``)."""
     output = Path(output)
-    return output.with_name(_stem(output) + "_morphometrics" + ext)
+    return output.with_name(scan_stem(output) + "_morphometrics" + ext)
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -359,11 +361,11 @@ def cohort_morphometrics(
         if row["status"] not in ("ok", "skipped") or not Path(row["output"]).is_file():
             continue
         try:
-            table = scan_morphometrics(row["output"], cord=cord, levels=lab, scan=_stem(Path(row["file"])))
+            table = scan_morphometrics(row["output"], cord=cord, levels=lab, scan=scan_stem(Path(row["file"])))
         except PedgmError as err:
             errors.append((str(row["file"]), str(err)))
             continue
-        target = (Path(per_scan_dir) / (_stem(Path(row["file"])) + "_morphometrics" + per_scan_ext)
+        target = (Path(per_scan_dir) / (scan_stem(Path(row["file"])) + "_morphometrics" + per_scan_ext)
                   if per_scan_dir is not None else morphometrics_path(row["output"], ext=per_scan_ext))
         target.parent.mkdir(parents=True, exist_ok=True)
         write_table(table, target)

@@ -106,11 +106,11 @@ def _scan_uncertainty(output: str) -> float:
 def qc_rows(summary: pd.DataFrame, *, morphometrics: pd.DataFrame | None = None) -> pd.DataFrame:
     """One QC row per scan: ``scan, file, output, status, error, gm_area_mm2, empty_slices,
     uncertainty, uncertainty_rank, flags`` (flags: a list of :data:`FLAGS` names)."""
-    from .morphometrics import _stem
+    from .morphometrics import scan_stem
 
     rows = []
     for _, row in summary.iterrows():
-        scan = _stem(Path(row["file"]))
+        scan = scan_stem(Path(row["file"]))
         done = row["status"] in ("ok", "skipped") and Path(str(row["output"])).is_file()
         area = empty = float("nan")
         if done and morphometrics is not None and len(morphometrics):

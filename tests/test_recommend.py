@@ -67,3 +67,15 @@ def test_persons_not_scans_are_the_unit():
 
 def test_only_baselines_gives_no_recommendation():
     assert recommend(_tidy({"challenge": 0.8, "large": 0.85}), baselines=("challenge", "large")) is None
+
+
+def test_a_failed_scan_needs_the_failure_rule_for_an_interval():
+    """With a failed (empty) prediction among the persons, the measured rule shows no interval at any N,
+    so even a large mean gain is no evidence: the recommendation keeps the baseline."""
+    tidy = _tidy({"challenge": 0.60, "pretrained_aug": 0.85}, n_persons=30)
+    failed = (tidy["model"] == "pretrained_aug") & (tidy["person"] == "sub-0")
+    tidy.loc[failed, "value"] = 0.0
+    hsd = tidy.assign(metric="HSD", value=5.0)
+    hsd.loc[failed, "value"] = float("nan")  # an empty prediction: distances undefined
+    rec = recommend(pd.concat([tidy, hsd], ignore_index=True), baselines=("challenge",))
+    assert rec["kind"] == "baseline" and "no interval" in rec["reasons"][0]
