@@ -397,6 +397,7 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
     """
     from tqdm.auto import tqdm
 
+    from .evaluate.cache import prediction_cache
     from .io import write_text
     from .report import write_report
 
@@ -441,6 +442,8 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
               file=sys.stderr)
     state.save()
     bar = tqdm(todo, desc="pipeline", unit="step", disable=not progress)
+    cache = prediction_cache(run / "cache" / "predictions")  # each (model, test scan) is segmented once
+    cache.__enter__()
     try:
         for step in bar:
             bar.set_postfix_str(step.name)
@@ -472,6 +475,7 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
                 if stop.requested:
                     raise Preempted(_stopped(step, run, finished=True))
     finally:
+        cache.__exit__(None, None, None)
         bar.close()  # before any error line: the last line a stopped run prints is its reason
     return run
 

@@ -20,7 +20,8 @@ from ..datasets import DatasetIndex, Scan, mask_array
 from ..exceptions import ParameterError
 from ..io import open_nifti
 from ..metrics import METRICS, labelled_slices
-from .models import DEFAULT_MASK_PATTERN, make_predictor, model_labels
+from .cache import PredictionCache
+from .models import DEFAULT_MASK_PATTERN, fold_model, make_predictor, model_labels, prediction_path
 from .scoring import (
     AREA_METRICS,
     SCOPE_NOTE,
@@ -141,13 +142,21 @@ def evaluate_models(
         (k, _select(index, fold)) for k, fold in enumerate(folds, start=1)]
     output_dir = Path(output_dir)
     frames, predictions = [], {}
+    cache = None if uncertainty else PredictionCache.from_env()  # a run's predictions are made once
     for label, spec in labels.items():
         for fold, chosen in groups:
-            predictor = make_predictor(spec, fold=fold or None, mask_pattern=mask_pattern, cord_scale=cord_scale,
-                                       uncertainty=uncertainty)
+            fold_spec = fold_model(spec, fold or None)
+            predictor = None  # loaded on the first scan the cache does not hold
             desc = f"segment+score {label}" + (f" (fold {fold})" if fold else "")
             for scan in _progress(chosen, enabled=progress, desc=desc):
-                path = predictor.predict(scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
+                key = cache.key(fold_spec, scan.image, cord_scale=cord_scale, tta=tta, seed=seed) if cache else None
+                path = cache.fetch(key, prediction_path(output_dir, label, scan.scan_id)) if key else None
+                if path is None:
+                    predictor = predictor or make_predictor(fold_spec, mask_pattern=mask_pattern,
+                                                            cord_scale=cord_scale, uncertainty=uncertainty)
+                    path = predictor.predict(scan, label=label, output_dir=output_dir, tta=tta, seed=seed)
+                    if key:
+                        cache.store(key, path)
                 predictions[(label, scan.scan_id)] = path
                 p_img, p = load_mask(path, what="prediction")
                 row, per_slice = score_masks(
@@ -155,7 +164,7 @@ def evaluate_models(
                     labelled_only=labelled_only, name=str(scan.gm_mask),
                 )
                 frames.append(_tidy_rows(label, scan, row, per_slice).assign(fold=fold))
-                if predictor.last_scores is not None:
+                if predictor is not None and predictor.last_scores is not None:
                     frames.append(_uncertainty_rows(label, scan, predictor.last_scores, per_slice["slice"]).assign(fold=fold))
     tidy = pd.concat(frames, ignore_index=True)
     tidy.attrs.update({

@@ -41,6 +41,7 @@ __all__ = [
     "SegmenterPredictor",
     "add_trained",
     "check_evaluation",
+    "fold_model",
     "make_predictor",
     "model_labels",
     "predict_scan",
@@ -202,14 +203,20 @@ class FolderPredictor:
         return save_like(data.astype(np.uint8), image, target, overwrite=True, dtype=np.uint8)
 
 
-def make_predictor(spec: str, *, fold: int | None = None, mask_pattern: str = DEFAULT_MASK_PATTERN, cord_scale=None,
-                   uncertainty: str | None = None):
-    """The predictor of a model specification (see the module docstring), for ``fold`` if templated."""
+def fold_model(spec: str, fold: int | None) -> str:
+    """The specification of fold ``fold``'s model: ``{fold}`` replaced by the fold number."""
     spec = str(spec)
     if "{fold}" in spec:
         if fold is None:
             raise ParameterError(f"model {spec!r} depends on the fold, but the evaluation has no folds")
         spec = spec.replace("{fold}", str(int(fold)))
+    return spec
+
+
+def make_predictor(spec: str, *, fold: int | None = None, mask_pattern: str = DEFAULT_MASK_PATTERN, cord_scale=None,
+                   uncertainty: str | None = None):
+    """The predictor of a model specification (see the module docstring), for ``fold`` if templated."""
+    spec = fold_model(spec, fold)
     if spec not in BUILTIN_MODELS and Path(spec).is_dir():
         return FolderPredictor(spec, pattern=mask_pattern)
     return SegmenterPredictor(spec, cord_scale=cord_scale, uncertainty=uncertainty)
