@@ -107,6 +107,16 @@ def mask_array(scan: Scan, *, which: str = "gm") -> np.ndarray:
         return check_binary(data, name=str(path), what=what, hint=_BINARIZE_HINT).astype(np.uint8)
 
 
+def file_scan(scan: Scan, labelled: list, unlabelled: list, *, labelled_runs_only: bool) -> None:
+    """Put a discovered scan in its list: ``unlabelled`` without a GM mask (and also ``labelled``, which
+    holds every run, unless ``labelled_runs_only``), else ``labelled``."""
+    if scan.gm_mask is None:
+        unlabelled.append(scan)
+        if labelled_runs_only:
+            return
+    labelled.append(scan)
+
+
 def finish_index(
     report: _Report,
     *,

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..exceptions import InputFileError, PedgmError
 from ..io import AFFINE_ATOL_MM
-from ._checks import _as_dir, finish_index
+from ._checks import _as_dir, file_scan, finish_index
 from ._records import DatasetIndex, Scan, _Report
 
 __all__ = ["IMAGE_PATTERN", "anat_images", "discover_bids"]
@@ -151,12 +151,7 @@ def discover_bids(
                     metadata=metadata, binarize_masks=binarize,
                 )
                 subjects_with_image.add(subject)
-                if gm is None:
-                    unlabelled.append(scan)
-                    if not labelled_runs_only:
-                        labelled.append(scan)
-                else:
-                    labelled.append(scan)
+                file_scan(scan, labelled, unlabelled, labelled_runs_only=labelled_runs_only)
 
     if dangling:
         report.add(f"{len(dangling)} image link(s) point nowhere and are skipped: "

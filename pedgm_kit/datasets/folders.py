@@ -10,7 +10,7 @@ import numpy as np
 
 from ..exceptions import InputFileError, PedgmError
 from ..io import AFFINE_ATOL_MM
-from ._checks import _as_dir, _resolve, finish_index
+from ._checks import _as_dir, _resolve, file_scan, finish_index
 from ._records import DatasetIndex, Scan, _Report
 
 __all__ = ["discover_folders", "read_id_list"]
@@ -139,12 +139,7 @@ def discover_folders(
             cord_mask=cord if cord is not None and cord.is_file() else None,
             metadata={"scan_number": number}, binarize_masks=binarize,
         )
-        if scan.gm_mask is None:
-            unlabelled.append(scan)
-            if not labelled_runs_only:
-                labelled.append(scan)
-        else:
-            labelled.append(scan)
+        file_scan(scan, labelled, unlabelled, labelled_runs_only=labelled_runs_only)
 
     if missing:
         report.add(
