@@ -51,9 +51,9 @@ test: venv $(KERNEL) $(VENV)/.crosscheck
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
-# Generated hostile input (tests/test_fuzz.py): the long Hypothesis profile, thousands of random cases.
+# Generated hostile input (tests/inputs/test_fuzz.py): the long Hypothesis profile, thousands of random cases.
 fuzz: venv
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fuzz.py --hypothesis-show-statistics
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q -p no:cacheprovider tests/inputs/test_fuzz.py --hypothesis-show-statistics
 
 segment-demo: venv
 	$(BIN)/python -m pedgm_kit.demo

@@ -9,7 +9,7 @@ the score for finding them with a scan-clustered 95% interval (descriptive: resa
 slices of one scan are not independent; its coverage was not measured) and Spearman's rho of score
 and Dice. The pooled row (both conditions together) is printed last and labelled: pooling rewards a
 score for telling the conditions apart, so it is not the measure. The default of
-``pedgm segment --uncertainty`` and the floor of ``tests/test_uncertainty.py`` (within the SIMULATED
+``pedgm segment --uncertainty`` and the floor of ``tests/segment/test_uncertainty.py`` (within the SIMULATED
 0.7x condition, where the failures are) come from this run.
 
 Usage: python benchmarks/uncertainty.py
@@ -37,16 +37,16 @@ def cases():
     from pedgm_kit.shift import Shift, apply_shift
 
     t2s = fetch_group("sct_testing_data") / "t2s"
-    scans = [("t2s_uncropped", t2s / "t2s_uncropped.nii.gz", t2s / "t2s_uncropped_gmseg_manual.nii.gz")]
+    scans = [("t2s_uncropped", "t2s", t2s / "t2s_uncropped.nii.gz", t2s / "t2s_uncropped_gmseg_manual.nii.gz")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         index = discover_bids(fetch_group("gm-challenge-data"))
-    scans += [(s.metadata["subject"], s.image, s.gm_mask) for s in index.scans]
-    for name, image, gm in scans:
+    scans += [(s.metadata["subject"], s.person_id, s.image, s.gm_mask) for s in index.scans]
+    for name, person, image, gm in scans:
         img, mask = nib.load(image), nib.load(gm)
-        yield name, "as acquired", img, mask
+        yield name, person, "as acquired", img, mask
         shifted, masks = apply_shift(img, {"gm": mask}, Shift("scale", 0.7))
-        yield name, "simulated 0.7x anatomy", shifted, masks["gm"]
+        yield name, person, "simulated 0.7x anatomy", shifted, masks["gm"]
 
 
 def run() -> pd.DataFrame:
@@ -56,7 +56,7 @@ def run() -> pd.DataFrame:
 
     seg = Segmenter("challenge")
     rows = []
-    for name, condition, img, mask in cases():
+    for name, person, condition, img, mask in cases():
         truth = np.asanyarray(mask.dataobj) > 0.5
         axis = slice_axis(img.affine)
         for method in UNCERTAINTY_METHODS:
@@ -71,7 +71,7 @@ def run() -> pd.DataFrame:
                 t = np.take(truth, k, axis=axis)
                 if not t.any():
                     continue  # only labelled slices are scored
-                rows.append({"scan": name, "condition": condition, "method": method, "slice": k,
+                rows.append({"scan": name, "person": person, "condition": condition, "method": method, "slice": k,
                              "dice": dice(np.take(pred, k, axis=axis), t), "score": scores[k], "seconds": seconds})
     return pd.DataFrame(rows)
 
@@ -86,8 +86,9 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         ((m, "pooled (mixes conditions; not the measure)"), g) for m, g in table.groupby("method")]
     for (method, condition), grp in groups:
         failed = grp["dice"] < 0.8
-        clustered = clustered_auroc(grp["score"], failed, grp["scan"], n_boot=2000, seed=0)
-        out.append({"method": method, "condition": condition, "slices": len(grp), "scans": clustered["n_clusters"],
+        clustered = clustered_auroc(grp["score"], failed, grp["person"], n_boot=2000, seed=0)  # persons are the unit
+        out.append({"method": method, "condition": condition, "slices": len(grp), "scans": grp["scan"].nunique(),
+                    "persons": clustered["n_clusters"],
                     "failed": int(failed.sum()), "auroc": clustered["auroc"], "ci_low": clustered["ci_low"],
                     "ci_high": clustered["ci_high"],
                     "spearman": stats.spearmanr(grp["score"], grp["dice"]).statistic,
@@ -99,7 +100,7 @@ def main() -> None:
     table = run()
     summary = summarise(table)
     print("per-slice uncertainty score vs Dice (labelled slices; challenge weights; failure: Dice < 0.8);")
-    print("AUROC within each condition, 95% interval resampling scans (descriptive)")
+    print("AUROC within each condition, 95% interval resampling persons (descriptive)")
     print(summary.round(3).to_string(index=False))
     within = summary[summary["condition"] == "simulated 0.7x anatomy"].sort_values("auroc", ascending=False)
     best = within.iloc[0]

@@ -12,6 +12,8 @@ import sys
 import traceback
 
 from .exceptions import PedgmError
+from .layout import RunLayout
+from .schema import ENGINES, EXPORT_FORMATS, FINAL_MODES, PADDINGS, UNCERTAINTY_METHODS
 
 __all__ = ["get_parser", "main"]
 
@@ -59,12 +61,12 @@ def get_parser() -> argparse.ArgumentParser:
     seg.add_argument("--tta", action="store_true", help="test-time augmentation (9 passes, seeded)")
     seg.add_argument("--seed", type=int, default=0, help="seed of the TTA offsets (default 0)")
     seg.add_argument("--batch-size", type=int, default=8, help="windows per forward pass (default 8)")
-    seg.add_argument("--engine", default="auto", choices=("auto", "keras", "xla", "onnx", "openvino"),
+    seg.add_argument("--engine", default="auto", choices=ENGINES,
                      help="what runs the network (default auto: OpenVINO when installed, else XLA-compiled Keras, "
                           "with TensorFlow; identical masks)")
-    seg.add_argument("--padding", default=None, choices=("reflect", "mean", "background", "none"),
+    seg.add_argument("--padding", default=None, choices=PADDINGS,
                      help="what fills the window beyond a small field of view (default: see pedgm_kit.segment)")
-    seg.add_argument("--uncertainty", nargs="?", const="tta", choices=("tta", "mc_dropout"),
+    seg.add_argument("--uncertainty", nargs="?", const=UNCERTAINTY_METHODS[0], choices=UNCERTAINTY_METHODS,
                      help="also write <output>_uncertainty.nii.gz and per-slice scores (.csv): the spread over 9 "
                           "seeded passes (default tta: intensity offsets; mc_dropout: dropout active)")
     seg.add_argument("--cord-scale", default=None,
@@ -95,10 +97,12 @@ def get_parser() -> argparse.ArgumentParser:
     which.add_argument("--task", type=int, help="one run of the plan by its number (a SLURM array task)")
     tr.add_argument("--fold", type=int, help="only this cross-validation fold (with --variant or --all)")
     tr.add_argument("--output-dir", help="run folder (default: the parameter file's output_dir)")
-    tr.add_argument("--final", action="store_true",
-                    help="with --variant: package that variant's fold models (already trained) as one ensemble "
-                         "with its model card in <output-dir>/final/<variant>, the deliverable model")
-    tr.add_argument("--overwrite", action="store_true", help="with --final: replace an existing package")
+    tr.add_argument("--final", nargs="?", const="", default=None, metavar="{" + ",".join(FINAL_MODES) + "}",
+                    help="with --variant: make the deliverable model of that (cross-validated) variant in "
+                         "<output-dir>/final/<variant>, with its model card: 'ensemble' packages the fold models as one; "
+                         "'retrain_all' trains the variant once on all non-locked persons (epochs: the folds' median "
+                         "best epoch). Default: the parameter file's pipeline.final, else ensemble")
+    tr.add_argument("--overwrite", action="store_true", help="with --final: replace an existing deliverable")
 
     rn = sub.add_parser("run", help="run notebooks 01-05 (four variants) on a parameter file; index.html report")
     rn.add_argument("--params", help="YAML parameter file with notebook sections, e.g. parameters/demo.yaml "
@@ -129,7 +133,7 @@ def get_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="export weights for SCT: ONNX (input_1 -> predictions) or legacy HDF5")
     ex.add_argument("--model", required=True, help="challenge, large, or a .hdf5 weights file (.json beside it)")
-    ex.add_argument("--format", choices=("onnx", "hdf5"), default="onnx", help="onnx (default) or hdf5")
+    ex.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0], help="onnx (default) or hdf5")
     ex.add_argument("--out", required=True, help="existing folder to write <name>.onnx/.hdf5 and <name>.json into")
     ex.add_argument("--overwrite", action="store_true", help="replace existing files")
     mc = sub.add_parser("model-card", help="print a model's card (training persons and sites, recipe, threshold, "
@@ -328,7 +332,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_train(args) -> int:
     from .runner import train_variants
 
-    if args.final:
+    if args.final is not None:
         return _train_final(args)
 
     for notebook in train_variants(args.params, variant=args.variant, all_variants=args.all, fold=args.fold,
@@ -338,14 +342,17 @@ def _cmd_train(args) -> int:
 
 
 def _train_final(args) -> int:
-    from .deliver import package_ensemble
+    from .deliver import deliver
     from .exceptions import ParameterError
     from .params import load_params
 
     if not args.variant or args.fold is not None:
-        raise ParameterError("--final packages one variant's fold models: give --variant V (without --fold)")
-    train_dir = args.output_dir or load_params(args.params).get("train", {}).get("output_dir", "outputs/train")
-    package = package_ensemble(train_dir, args.variant, overwrite=args.overwrite)
+        raise ParameterError("--final delivers one variant's model: give --variant V (without --fold)")
+    params = load_params(args.params)
+    train_dir = args.output_dir or params.get("train", {}).get("output_dir", "outputs/train")
+    mode = args.final or params.get("pipeline", {}).get("final") or FINAL_MODES[0]
+    package = deliver(train_dir, args.variant, final=mode, overwrite=args.overwrite,
+                      data_dir=params.get("train", {}).get("data_dir") or None, verbose=2)
     print(package)
     print(f"use it: pedgm segment <scans> --model {package}")
     return 0
@@ -356,7 +363,7 @@ def _cmd_run(args) -> int:
 
     run = run_pipeline(args.params, outputs=args.outputs, run_id=args.run_id, overwrite=args.overwrite,
                        resume=args.resume)
-    print(run / "index.html")
+    print(RunLayout(run).report)
     return 0
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 from ._utils import atomic_path
 from .exceptions import InputFileError, PedgmError
 from .io import write_json
+from .layout import INDEX_CSV, SCANS_FILE, Manifest, fold_dir, split_arrays
 from .preprocess import MASK_CENTRINGS, load_preprocessed, standardise
 from .registry import sha256sum
 from .weights import DEFAULT_METADATA
@@ -45,6 +46,7 @@ __all__ = [
     "load_split",
     "read_manifest",
     "read_scans",
+    "record_in_manifest",
     "save_npz",
     "verify_arrays",
     "verify_split",
@@ -54,26 +56,36 @@ __all__ = [
 
 ARRAY_KEYS = ("images", "masks", "scan_id", "person_id", "slice_index", "spacing_mm")
 
-#: The per-scan record written beside a data folder's arrays (:func:`write_arrays`, :func:`read_scans`).
-SCANS_FILE = "scans.json"
+#: Columns of notebook 01's ``index.csv`` carried into :data:`SCANS_FILE` when present
+#: (``mask_provenance``: :mod:`pedgm_kit.provenance`).
+_SCAN_COLUMNS = ("person_id", "centring", "cord_scale", "cord_scale_rule", "source_image", "source_gm_mask",
+                 "mask_provenance")
 
-#: Columns of notebook 01's ``index.csv`` carried into :data:`SCANS_FILE` when present.
-_SCAN_COLUMNS = ("person_id", "centring", "cord_scale", "cord_scale_rule", "source_image", "source_gm_mask")
 
-
-def check_centring(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]]) -> None:
+def check_centring(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]], *, source: str | os.PathLike = INDEX_CSV) -> None:
     """Refuse a validation or test scan whose window a manual mask positioned.
 
     ``frame``'s ``centring`` column (notebook 01's ``index.csv``) says how each window was centred;
-    only training scans may say "cord mask" or "gm mask". A frame without the column (arrays built
-    from an older index) passes: nothing is recorded to check.
+    only training scans may say "cord mask" or "gm mask". A frame without the column (an index
+    written before centring was recorded) is refused when a validation or test split has scans:
+    nothing would show that their windows were placed as a new scan's are (run notebook 01 again).
+
+    Parameters
+    ----------
+    source : path-like, default "index.csv"
+        The file the frame was read from, named in the error.
 
     Raises
     ------
+    InputFileError
+        The frame has no ``centring`` column (one line naming ``source``).
     PedgmError
         Naming the split, the scans and their centring.
     """
     if "centring" not in frame.columns:
+        if any(ids for name, ids in splits.items() if name != "train"):
+            raise InputFileError(f"{source}: no 'centring' column, so nothing shows how the validation/test windows "
+                                 "were centred; preprocess again (notebook 01 / pedgm run) to record it")
         return
     centring = dict(zip(frame["scan_id"], frame["centring"]))
     for name, ids in splits.items():
@@ -144,18 +156,20 @@ def build_split_arrays(
 
 
 def write_arrays(frame: pd.DataFrame, splits: Mapping[str, Sequence[str]], *, root: str | os.PathLike,
-                 data_dir: str | os.PathLike, keep_empty_slices: bool = True) -> dict[str, dict]:
+                 data_dir: str | os.PathLike, keep_empty_slices: bool = True,
+                 source: str | os.PathLike = INDEX_CSV) -> dict[str, dict]:
     """Build and save ``<data_dir>/<split>.npz`` for every split; returns the counts per split.
 
-    Counts: scans, persons, slices and slices with GM.
+    Counts: scans, persons, slices and slices with GM. ``source`` (the file ``frame`` was read from)
+    is named in errors (:func:`check_centring`).
     """
-    check_centring(frame, splits)
+    check_centring(frame, splits, source=source)
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, ids in splits.items():
         arrays = build_split_arrays(frame, ids, root=root, keep_empty_slices=keep_empty_slices)
-        save_npz(arrays, data_dir / f"{name}.npz")
+        save_npz(arrays, split_arrays(data_dir, name))
         counts[name] = {"scans": len(ids), "persons": len(set(arrays["person_id"].tolist())),
                         "slices": int(len(arrays["images"])), "gm_slices": int(arrays["masks"].any(axis=(1, 2)).sum())}
     write_json({"schema": 1, "scans": _scan_records(frame, splits)}, data_dir / SCANS_FILE)
@@ -197,7 +211,7 @@ def read_scans(data_dir: str | os.PathLike, split: str | None = None) -> list[di
 def verify_arrays(data_dir: str | os.PathLike, splits, frame: pd.DataFrame, *, root: str | os.PathLike,
                   counts: Mapping[str, Mapping]) -> dict[str, int]:
     """:func:`verify_split` for every split of a data folder; checks every slice was compared."""
-    checked = {name: verify_split(Path(data_dir) / f"{name}.npz", frame, root=root) for name in splits}
+    checked = {name: verify_split(split_arrays(data_dir, name), frame, root=root) for name in splits}
     expected = {name: c["slices"] for name, c in counts.items()}
     if checked != expected:
         raise PedgmError(f"{data_dir}: checked {checked} slices but the arrays hold {expected}")
@@ -288,20 +302,20 @@ def write_manifest(
     pathlib.Path
     """
     pre, data_dir = Path(preprocessed_dir), Path(data_dir)
-    manifest = {
-        "notebook": "02_data_creation",
-        "parameters": dict(parameters),
-        "splits": {name: list(ids) for name, ids in splits.items()},
-        "folds": [{name: list(ids) for name, ids in fold.items()} for fold in folds] if folds else None,
-        "counts": dict(counts),
-        "fold_counts": [dict(c) for c in fold_counts] if fold_counts else None,
-        "data_dir": str(data_dir),
-        "arrays": {str(p.relative_to(data_dir)): file_record(p) for p in sorted(data_dir.rglob("*.npz"))},
-        "centring": {str(k): str(v) for k, v in zip(frame["scan_id"], frame["centring"])} if "centring" in frame else {},
-        "preprocessed": [file_record(pre / p) for p in list(frame["image"]) + list(frame["gm_mask"].dropna())],
-        "sources": [file_record(p) for p in list(frame["source_image"]) + list(frame["source_gm_mask"].dropna())],
-    }
-    return write_json(manifest, path)
+    manifest = Manifest(
+        notebook="02_data_creation",
+        parameters=dict(parameters),
+        splits={name: list(ids) for name, ids in splits.items()},
+        folds=[{name: list(ids) for name, ids in fold.items()} for fold in folds] if folds else None,
+        counts=dict(counts),
+        fold_counts=[dict(c) for c in fold_counts] if fold_counts else None,
+        data_dir=str(data_dir),
+        arrays={str(p.relative_to(data_dir)): file_record(p) for p in sorted(data_dir.rglob("*.npz"))},
+        centring={str(k): str(v) for k, v in zip(frame["scan_id"], frame["centring"])} if "centring" in frame else {},
+        preprocessed=[file_record(pre / p) for p in list(frame["image"]) + list(frame["gm_mask"].dropna())],
+        sources=[file_record(p) for p in list(frame["source_image"]) + list(frame["source_gm_mask"].dropna())],
+    )
+    return manifest.write(path)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -318,25 +332,21 @@ def read_manifest(path: str | os.PathLike) -> dict:
     InputFileError
         Missing or unreadable file, or no ``splits`` with a ``test`` list.
     """
-    import json
+    return Manifest.read(path).to_json()
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"No such file or no access: '{path}' (split manifest; run notebook 02)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputFileError(f"Cannot read split manifest '{path}': {str(err).splitlines()[0]}") from None
-    splits = manifest.get("splits") if isinstance(manifest, dict) else None
-    if not isinstance(splits, dict) or not isinstance(splits.get("test"), list):
-        raise InputFileError(f"Split manifest '{path}' has no 'splits' with a 'test' list of scan ids")
-    manifest.setdefault("folds", None)
-    folds = manifest["folds"]
-    if folds is not None and (not isinstance(folds, list) or not all(isinstance(f, dict) and "test" in f for f in folds)):
-        raise InputFileError(f"Split manifest '{path}': 'folds' must be a list of splits with a 'test' list each")
-    return manifest
+
+def record_in_manifest(path: str | os.PathLike, **entries) -> Path:
+    """Add keys to notebook 02's ``manifest.json`` (read, checked, rewritten atomically).
+
+    Notebook 02 records the locked test set (``locked_test``, :func:`pedgm_kit.splits.hold_out_locked`)
+    and each scan's mask provenance (``mask_provenance``, :mod:`pedgm_kit.provenance`) this way, after
+    :func:`write_manifest`. A key the manifest already holds is replaced.
+    """
+    manifest = read_manifest(path)
+    manifest.update(entries)
+    return write_json(manifest, path)
 
 
 def fold_data_dir(data_dir: str | os.PathLike, fold: int) -> Path:
-    """Where notebook 02 writes the arrays of cross-validation fold ``fold`` (1-based)."""
-    return Path(data_dir) / f"fold-{int(fold)}"
+    """Where notebook 02 writes the arrays of cross-validation fold ``fold`` (1-based; :func:`pedgm_kit.layout.fold_dir`)."""
+    return fold_dir(data_dir, fold)

@@ -46,7 +46,7 @@ Surfaces, skeletons and distances
   (:func:`skimage.morphology.thin`: subiteration G3 before G3', parallel deletion, the outside of
   the array is background). It replaced a hand-written implementation of the same published
   algorithm after both were shown to give identical skeletons on every labelled slice of the sample
-  masks, on thousands of random masks and on all 65,536 4x4 masks (``tests/test_metrics_crosscheck.py``).
+  masks, on thousands of random masks and on all 65,536 4x4 masks (``tests/metrics/test_metrics_crosscheck.py``).
   ``skimage.morphology.skeletonize`` is a different algorithm (Zhang-Suen style) and is not used:
   it already differs on a 3-pixel L. The skeleton is a property of the pixel grid and does not
   depend on the spacing. A non-empty mask always has a non-empty skeleton. In 3D

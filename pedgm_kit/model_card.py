@@ -8,8 +8,10 @@ A card is two files beside the weights: ``model_card.json`` (machine) and ``mode
 - training: persons (count, ids) and sites (count, names: ``participants.tsv``'s ``Site`` of the
   training scans' dataset), recipe and parameters (the run's ``summary.json`` ``config``);
 - the threshold and how it was chosen (``threshold_rule``);
-- results: the validation Dice that selected the epoch; the held-out test Dice per fold and their
-  mean. No interval is printed: an interval is shown only where its coverage was measured (the run's
+- results: the validation Dice that selected the epoch; the held-out test Dice per fold, and over
+  all folds the mean over persons (each person's Dice from the fold that tested them, the toolkit's
+  one per-person aggregation, :func:`pedgm_kit.evaluate.scoring.mean_over_persons`; not a mean of
+  fold means, which would weight a person by their fold's size). No interval is printed: an interval is shown only where its coverage was measured (the run's
   report has the per-person comparisons);
 - the sha256 of the data manifest (``<run>/data/manifest.json``);
 - ``SIMULATED`` when the training data was a simulated shift (``simulated-*`` preprocessing).
@@ -30,8 +32,9 @@ from pathlib import Path
 from . import __version__
 from .exceptions import InputFileError, OutputExistsError
 from .io import write_json, write_text
+from .layout import SCANS_FILE, SIMULATED_PREFIX, SUMMARY_JSON, TRAIN_DIR, WEIGHTS_FILE, RunLayout, fold_of
 
-__all__ = ["CARD_JSON", "CARD_MD", "SCHEMA", "build_card", "card_for", "card_paths", "card_markdown", "export_card", "read_card",
+__all__ = ["CARD_JSON", "CARD_MD", "SCHEMA", "build_card", "card_for", "card_paths", "card_markdown", "cv_dice", "export_card", "read_card",
            "summary_line", "write_card", "write_training_card"]
 
 CARD_JSON = "model_card.json"
@@ -49,13 +52,13 @@ def _sha256(path: Path) -> str:
 def _run_root(folder: Path) -> Path | None:
     """The run folder above a variant folder (``<run>/train/[fold-k/]<variant>``), or None."""
     for parent in [folder, *folder.parents]:
-        if parent.name == "train" and parent.parent != parent:
+        if parent.name == TRAIN_DIR and parent.parent != parent:
             return parent.parent
     return None
 
 
 def _summary(folder: Path) -> dict:
-    path = folder / "summary.json"
+    path = folder / SUMMARY_JSON
     if not path.is_file():
         return {}
     try:
@@ -73,7 +76,7 @@ def _sites(run: Path | None, persons: list[str]) -> list[str]:
     from .data_creation import read_scans
 
     sources = []
-    for scans_json in sorted((run / "data").rglob("scans.json")):
+    for scans_json in sorted(RunLayout(run).data.rglob(SCANS_FILE)):
         sources += [r.get("source_image") for r in (read_scans(scans_json.parent) or []) if r.get("source_image")]
     tables = {}
     for source in sources:
@@ -97,10 +100,11 @@ def _sites(run: Path | None, persons: list[str]) -> list[str]:
 def _simulated(run: Path | None, summary: dict) -> str | None:
     """What was simulated, or None."""
     if run is not None:
-        notes = sorted((run / "preprocess").glob("simulated-*/SIMULATED.txt")) if (run / "preprocess").is_dir() else []
+        pre = RunLayout(run).preprocess
+        notes = sorted(pre.glob(f"{SIMULATED_PREFIX}*/SIMULATED.txt")) if pre.is_dir() else []
         if notes:
             return notes[0].read_text(encoding="utf-8").strip().splitlines()[0] or notes[0].parent.name
-        sims = sorted((run / "preprocess").glob("simulated-*")) if (run / "preprocess").is_dir() else []
+        sims = sorted(pre.glob(f"{SIMULATED_PREFIX}*")) if pre.is_dir() else []
         if sims:
             return sims[0].name
     text = json.dumps(summary.get("config", {}))
@@ -141,8 +145,8 @@ def build_card(model: str | os.PathLike, *, members: list[str | os.PathLike] | N
     elif members is not None or is_ensemble(path):
         weights = [Path(m) for m in (members or ensemble_members(path))]
         kind = "ensemble"
-    elif path.is_dir() and (path / "best.hdf5").is_file():
-        weights, kind = [path / "best.hdf5"], "single"
+    elif path.is_dir() and (path / WEIGHTS_FILE).is_file():
+        weights, kind = [path / WEIGHTS_FILE], "single"
     elif path.is_file():
         weights = [path]
         kind = "onnx" if path.suffix == ".onnx" else "single"
@@ -168,12 +172,13 @@ def build_card(model: str | os.PathLike, *, members: list[str | os.PathLike] | N
         rule = first.get("threshold_rule") or meta.get("threshold_rule") or "from the weights' metadata (.json)"
     folds = []
     for w, s in zip(weights, summaries):
-        fold = next((p.removeprefix("fold-") for p in w.parts if p.startswith("fold-")), None)
+        fold = None if fold_of(w) is None else str(fold_of(w))
         folds.append({"fold": fold, "weights": str(w), "test_dice": s.get("test_dice"),
                       "test_persons": s.get("test_persons", []), "best_val_dice": s.get("best_val_dice"),
                       "best_epoch": s.get("best_epoch")})
     test = [f["test_dice"] for f in folds if isinstance(f["test_dice"], (int, float))]
-    manifest = run / "data" / "manifest.json" if run is not None else None
+    cv_mean, cv_persons = cv_dice(summaries)
+    manifest = RunLayout(run).manifest if run is not None else None
     simulated = _simulated(run, summaries[0])
     config = summaries[0].get("config", {})
     builtin = str(model) in BUILTIN_MODELS
@@ -199,11 +204,13 @@ def build_card(model: str | os.PathLike, *, members: list[str | os.PathLike] | N
         "threshold": {"value": threshold, "how": rule},
         "results": {
             "folds": folds,
-            "test_dice_mean": sum(test) / len(test) if test else None,
+            "test_dice_mean": cv_mean,
             "n_folds_scored": len(test),
+            "n_persons_scored": cv_persons,
             "interval": None,
-            "note": ("test Dice: each fold model on the persons it was not trained on, per person, then the mean; "
-                     "no interval is given here (coverage not measured for this summary; see the run report)"),
+            "note": ("test Dice: each fold model on the persons it was not trained on, each person's Dice the mean over "
+                     "their scans, then the mean over all folds' test persons (not a mean of fold means); no interval "
+                     "is given here (coverage not measured for this summary; see the run report)"),
         },
         "data_manifest": ({"path": str(manifest), "sha256": _sha256(manifest)} if manifest and manifest.is_file()
                           else None),
@@ -211,15 +218,45 @@ def build_card(model: str | os.PathLike, *, members: list[str | os.PathLike] | N
     }
 
 
+def cv_dice(summaries: list[dict]) -> tuple[float | None, int]:
+    """(mean over persons of the folds' held-out Dice, number of persons).
+
+    Each summary's ``test_dice_per_person`` (person -> mean over their scans) feeds
+    :func:`~pedgm_kit.evaluate.scoring.mean_over_persons`; a summary written before per-person values
+    were recorded counts its ``test_dice`` once per test person (the same mean over persons).
+    """
+    import pandas as pd
+
+    from .evaluate.scoring import mean_over_persons
+
+    rows = []
+    for k, s in enumerate(summaries):
+        per = s.get("test_dice_per_person")
+        if isinstance(per, dict) and per:
+            rows += [(person, value) for person, value in per.items() if isinstance(value, (int, float))]
+        elif isinstance(s.get("test_dice"), (int, float)):
+            rows += [(f"fold {k} person {person}", s["test_dice"]) for person in (s.get("test_persons") or ["?"])]
+    if not rows:
+        return None, 0
+    tidy = pd.DataFrame([{"model": "m", "scan": person, "person": person, "level": "scan", "slice": pd.NA,
+                          "metric": "DSC", "value": float(value)} for person, value in rows])
+    return mean_over_persons(tidy)["m"], int(tidy["person"].nunique())
+
+
 def summary_line(card: dict) -> str:
     """One line: name, kind, persons/sites, threshold, test Dice, SIMULATED."""
     t = card["training"]
     dice = card["results"]["test_dice_mean"]
+    cv = card["results"].get("cv") or {}
+    retrained = (card.get("final") or {}).get("route") == "retrain_all"
     parts = [f"{card['name']} ({card['kind']}"
-             + (f", {len(card['weights'])} folds" if card["kind"] == "ensemble" else "") + ")",
+             + (f", {len(card['weights'])} folds" if card["kind"] == "ensemble" else "")
+             + (", retrained on all persons" if retrained else "") + ")",
              f"trained on {t['persons']['count']} persons" + (f" / {t['sites']['count']} sites" if t["sites"]["count"] else ""),
              f"threshold {card['threshold']['value']}",
-             f"test Dice {dice:.3f}" if dice is not None else "test Dice n/a",
+             f"test Dice {dice:.3f}" if dice is not None else
+             f"CV Dice of the recipe {cv['test_dice_mean']:.3f} (no held-out persons of its own)"
+             if cv.get("test_dice_mean") is not None else "test Dice n/a",
              f"pedgm_kit {card['toolkit']['version']}"]
     line = ", ".join(parts)
     return ("SIMULATED training data: " + line) if card.get("simulated") else line
@@ -238,9 +275,26 @@ def card_markdown(card: dict) -> str:
         f"- sites ({t['sites']['count']}): {', '.join(t['sites']['names']) or 'not recorded'}",
         f"- variant / recipe: {t['variant']} / {t['recipe']}; initial weights: {t['init_weights']}",
         f"- threshold: {card['threshold']['value']} ({card['threshold']['how']})",
-        f"- held-out test Dice (mean over {r['n_folds_scored']} fold(s)): "
+        f"- held-out test Dice (mean over {r.get('n_persons_scored', '?')} persons of {r['n_folds_scored']} fold(s)): "
         + (f"{r['test_dice_mean']:.4f}" if r["test_dice_mean"] is not None else "not recorded"),
         f"- {r['note']}",
+    ]
+    final = card.get("final") or {}
+    if final.get("route") == "retrain_all":
+        cv = r.get("cv") or {}
+        lines += [
+            f"- deliverable: retrained once on all {len(final.get('persons', []))} non-locked persons "
+            f"(locked away: {', '.join(final.get('locked_persons', [])) or 'none'}); {final.get('n_slices')} slices",
+            f"- epochs: {final.get('epochs')} ({final.get('epochs_rule')})",
+            f"- threshold rule: {final.get('threshold_rule')}",
+            "- cross-validated Dice of the recipe (its folds, mean over "
+            f"{cv.get('n_persons')} persons): "
+            + (f"{cv['test_dice_mean']:.4f}" if cv.get("test_dice_mean") is not None else "not recorded")
+            + f" -- {cv.get('note', '')}",
+        ]
+    elif final.get("route") == "ensemble":
+        lines += [f"- deliverable: the {final.get('members')} fold models as one ensemble ({final.get('how')})"]
+    lines += [
         "- data manifest: " + (f"`{card['data_manifest']['path']}` sha256 {card['data_manifest']['sha256']}"
                                if card["data_manifest"] else "not found"),
         "",
@@ -336,7 +390,7 @@ def write_training_card(folder: str | os.PathLike) -> tuple[Path, Path] | None:
     from .exceptions import PedgmError
 
     try:
-        return write_card(Path(folder) / "best.hdf5")
+        return write_card(Path(folder) / WEIGHTS_FILE)
     except (PedgmError, OSError, ValueError, KeyError) as err:
         warnings.warn(f"{folder}: model card not written ({err}); `pedgm model-card --write` builds it later",
                       stacklevel=2)

@@ -61,6 +61,7 @@ __all__ = [
     "cohort_morphometrics",
     "match_mask",
     "morphometrics_path",
+    "scan_keys",
     "scan_morphometrics",
     "scan_stem",
     "slice_levels",
@@ -89,6 +90,34 @@ def scan_stem(path: Path) -> str:
         if path.name.endswith(ext):
             return path.name[: -len(ext)]
     return path.stem
+
+
+def scan_keys(files: Sequence[str | os.PathLike]) -> list[str]:
+    """One key per scan of a cohort, unique within it: how the long table and the QC page name scans.
+
+    A scan's key is its file stem (:func:`scan_stem`) when no other scan of the cohort has that
+    stem; otherwise its parent folders' names are prefixed, ``_``-joined, one at a time until the
+    keys differ (the original study's layout ``<person>/mFFE_crop_r.nii.gz`` gives
+    ``<person>_mFFE_crop_r``). The same file listed twice gets ``-2``, ``-3`` ... The keys also name
+    per-scan files (``<key>_morphometrics.csv``, ``qc/scans/<key>.png``), so two scans never write
+    one file.
+    """
+    paths = [Path(f) for f in files]
+    stems = [scan_stem(p) for p in paths]
+    folders = [[part for part in p.parent.parts if part not in (p.anchor, "", ".")] for p in paths]
+    keys = list(stems)
+    depth = 0
+    while len(set(keys)) < len(keys) and depth < max((len(f) for f in folders), default=0):
+        depth += 1
+        counts = pd.Series(keys).value_counts()
+        keys = ["_".join([*f[-depth:], stem]) if counts[key] > 1 else key
+                for key, stem, f in zip(keys, stems, folders)]
+    seen: dict[str, int] = {}
+    unique = []
+    for key in keys:
+        seen[key] = seen.get(key, 0) + 1
+        unique.append(key if seen[key] == 1 else f"{key}-{seen[key]}")
+    return unique
 
 
 def _person(name: str) -> str:
@@ -357,15 +386,16 @@ def cohort_morphometrics(
     cord_masks = list(cord_masks) if cord_masks is not None else [None] * n
     levels = list(levels) if levels is not None else [None] * n
     tables, errors = [], []
-    for (_, row), cord, lab in zip(summary.iterrows(), cord_masks, levels):
+    keys = scan_keys(summary["file"].astype(str))  # unique per scan (two folders' mFFE_crop_r never collide)
+    for (_, row), cord, lab, key in zip(summary.iterrows(), cord_masks, levels, keys):
         if row["status"] not in ("ok", "skipped") or not Path(row["output"]).is_file():
             continue
         try:
-            table = scan_morphometrics(row["output"], cord=cord, levels=lab, scan=scan_stem(Path(row["file"])))
+            table = scan_morphometrics(row["output"], cord=cord, levels=lab, scan=key)
         except PedgmError as err:
             errors.append((str(row["file"]), str(err)))
             continue
-        target = (Path(per_scan_dir) / (scan_stem(Path(row["file"])) + "_morphometrics" + per_scan_ext)
+        target = (Path(per_scan_dir) / (key + "_morphometrics" + per_scan_ext)
                   if per_scan_dir is not None else morphometrics_path(row["output"], ext=per_scan_ext))
         target.parent.mkdir(parents=True, exist_ok=True)
         write_table(table, target)

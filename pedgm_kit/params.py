@@ -1,10 +1,11 @@
-"""Parameter files: YAML read strictly and checked against the notebooks' own parameters.
+"""Parameter files: YAML read strictly and checked against the parameter schema.
 
 A parameter file maps notebook sections (:data:`SECTIONS`: ``preprocess`` -> ``01_preprocess``,
 ``data`` -> ``02_data_creation``, ``augment`` -> ``03_augment``, ``train`` -> ``04_train``,
-``evaluate`` -> ``05_evaluate``) to that notebook's papermill parameters. The schema is read from the
-notebooks themselves -- the names and literal defaults of their ``parameters`` cell -- so it cannot
-drift from them; :data:`RULES` adds the ranges and allowed values a default cannot express.
+``evaluate`` -> ``05_evaluate``; ``pipeline``: what ``pedgm run`` trains) to that notebook's papermill
+parameters. Names, types, ranges, allowed values and defaults come from :mod:`pedgm_kit.schema`, the
+one place they are written (the notebooks' ``parameters`` cells are rendered from it, and a test
+keeps them equal).
 
 Everything is checked before anything runs, and every problem is reported in one error:
 unknown sections and keys (with the nearest valid name), values of the wrong type or out of range,
@@ -14,13 +15,9 @@ YAML. papermill's own "unknown parameter" notices are therefore never the only s
 
 from __future__ import annotations
 
-import ast
 import difflib
-import json
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,258 +25,48 @@ from typing import Any
 import yaml
 
 from .exceptions import InputFileError, ParameterError
+from .schema import SCHEMA, SECTIONS, Param, _describe, section_problems
 
-__all__ = ["NOTEBOOKS", "RULES", "SECTIONS", "Parameter", "check_section", "dataset_problems", "load_params",
-           "notebook_parameters"]
+__all__ = ["NOTEBOOKS", "SECTIONS", "Parameter", "check_section", "dataset_problems", "load_params",
+           "notebook_parameters", "section_parameters"]
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"  # package data (in a checkout: a link to notebooks/)
 
-#: Parameter-file section -> notebook (``pipeline`` is the runner's own section, :data:`PIPELINE`).
-SECTIONS: dict[str, str] = {
-    "preprocess": "01_preprocess.ipynb",
-    "data": "02_data_creation.ipynb",
-    "augment": "03_augment.ipynb",
-    "train": "04_train.ipynb",
-    "evaluate": "05_evaluate.ipynb",
-    "pipeline": "",
-}
+#: One parameter (:class:`pedgm_kit.schema.Param`).
+Parameter = Param
 
 
-def _positive(v) -> bool:
-    return v > 0
+def section_parameters(section: str) -> dict[str, Param]:
+    """The parameters a parameter file may set in ``section``: its notebook's (``pipeline``: the runner's)."""
+    return {name: p for name, p in SCHEMA[section].items() if p.notebook or not SECTIONS[section]}
 
 
-def _non_negative(v) -> bool:
-    return v >= 0
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Param]:
+    """The parameters of a notebook's ``parameters`` cell, by its file name (e.g. ``"04_train.ipynb"``)."""
+    name = Path(notebook).name
+    section = next((s for s, n in SECTIONS.items() if n and n == name), None)
+    if section is None:
+        known = ", ".join(filter(None, SECTIONS.values()))
+        raise InputFileError(f"{notebook}: not one of the pipeline's notebooks ({known})")
+    return section_parameters(section)
 
 
-def _fraction(v) -> bool:
-    return 0 < v < 1
-
-
-def _probability(v) -> bool:
-    return 0 <= v <= 1
-
-
-def _seed(v) -> bool:
-    return 0 <= v < 2**32
-
-
-#: Ranges and allowed values beyond the type of the default: name -> (description, check).
-RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "layout": ("'bids' or 'folders'", lambda v: v in ("bids", "folders")),
-    "spacing_mm": ("a positive number of mm (0.05-5)", lambda v: 0.05 <= v <= 5),
-    "window": ("an integer >= 16 (pixels)", lambda v: v >= 16),
-    "max_drafts": ("an integer >= 0", _non_negative),
-    "n_qc_shown": ("an integer >= 0", _non_negative),
-    "seed": ("an integer in [0, 2**32)", _seed),
-    "split_seed": ("an integer in [0, 2**32)", _seed),
-    "smoke_max_scans": ("a positive integer", _positive),
-    "smoke_max_drafts": ("an integer >= 0", _non_negative),
-    "smoke_max_slices": ("a positive integer", _positive),
-    "smoke_epochs": ("a positive integer", _positive),
-    "smoke_n_boot": ("a positive integer", _positive),
-    "fractions": ("three positive fractions summing to 1", lambda v: len(v) == 3 and all(x > 0 for x in v)
-                  and math.isclose(sum(v), 1.0, abs_tol=1e-6)),
-    "split_fractions": ("three positive fractions summing to 1", lambda v: len(v) == 3 and all(x > 0 for x in v)
-                        and math.isclose(sum(v), 1.0, abs_tol=1e-6)),
-    "n_preview": ("a positive integer", _positive),
-    "multiplier": ("a positive integer", _positive),
-    "p_geometric": ("a probability in [0, 1]", _probability),
-    "epochs": ("a positive integer", _positive),
-    "patience": ("an integer >= 0", _non_negative),
-    "min_delta": ("a number >= 0", _non_negative),
-    "batch_size": ("a positive integer", _positive),
-    "learning_rate": ("a positive number", lambda v: 0 < v < 10),
-    "freeze": ("'none' or 'early'", lambda v: v in ("none", "early")),
-    "max_slices": ("an integer >= 0 (0 = all)", _non_negative),
-    "n_boot": ("a positive integer", _positive),
-    "alpha": ("a number in (0, 1)", _fraction),
-    "split": ("'test' or 'all'", lambda v: v in ("test", "all")),
-    "retest_slices": ("'labelled' or 'all'", lambda v: v in ("labelled", "all")),
-    "n_summary_slices": ("a positive integer", _positive),
-    "stat_metrics": ("names of pedgm_kit.metrics.METRICS", lambda v: set(v) <= {
-        "DSC", "JI", "CC", "TPR", "TNR", "PPV", "MSD", "HSD", "SHD", "SMD"}),
-}
-
-
-def _shift_ok(v) -> bool:
-    from .shift import parse_shift
-
-    try:
-        parse_shift(v)
-    except Exception:  # noqa: BLE001 - any failure means "not a valid shift"
-        return False
-    return True
-
-
-def _cord_scale_ok(v) -> bool:
-    if isinstance(v, str):
-        return v in ("", "auto")
-    from .segment.cord_scale import check_cord_scale  # numbers: the range the segmenter enforces
-
-    try:
-        check_cord_scale(v)
-    except ValueError:
-        return False
-    return True
-
-
-#: Parameters whose value may be of another kind than the notebook's default (a number where the
-#: default is a string): the rule alone decides.
-_ANY_KIND = {"cord_scale"}
-
-
-RULES.update({
-    "shift": ("'', 'invert', 'scale:<factor>' (factor 0.3-2, not 1) or 'gamma:<g>' (g 0.2-5, not 1)", _shift_ok),
-    "cord_scale": ("'' (off), 'auto' or a number in 0.4-1.6 (as --cord-scale)", _cord_scale_ok),
-    "cv_folds": ("0 (one split) or an integer >= 2", lambda v: v == 0 or v >= 2),
-    "val_fraction": ("a number in (0, 1)", _fraction),
-    "train_persons": ("an integer >= 0 (0 = all)", _non_negative),
-    "loss": ("'dice' or 'dice_bce'", lambda v: v in ("dice", "dice_bce")),
-    "warmup_epochs": ("an integer >= 0", _non_negative),
-    "uncertainty": ("'tta', 'mc_dropout' or ''", lambda v: v in ("", "tta", "mc_dropout")),
-})
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """One notebook parameter: its name, default (from the notebook) and the comment beside it."""
-
-    name: str
-    default: Any
-    comment: str
-    rule: tuple[str, Callable[[Any], bool]] | None = None
-
-    def problem(self, value) -> str | None:
-        """Why ``value`` is not acceptable for this parameter, or None."""
-        expected = _type_name(self.default)
-        if self.name not in _ANY_KIND and not _same_kind(value, self.default):
-            return f"must be {expected}, got {_describe(value)}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"must be a finite number, got {value!r}"
-        rule = self.rule or RULES.get(self.name)
-        if rule is not None:
-            text, ok = rule
-            try:
-                good = bool(ok(value))
-            except (TypeError, ValueError):
-                good = False
-            if not good:
-                return f"must be {text}, got {value!r}"
-        return None
-
-
-def _same_kind(value, default) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    if isinstance(default, list):
-        if not isinstance(value, list):
-            return False
-        kinds = {type(x) for x in default}
-        return all(_same_kind(x, default[0]) for x in value) if len(kinds) == 1 else True  # [] : any items
-    if isinstance(default, dict):
-        return isinstance(value, dict)
-    return True  # None: anything
-
-
-def _type_name(default) -> str:
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, int):
-        return "an integer"
-    if isinstance(default, float):
-        return "a number"
-    if isinstance(default, str):
-        return "a string"
-    if isinstance(default, list):
-        inner = f" of {_type_name(default[0]).removeprefix('a ').removeprefix('an ')}s" if default else ""
-        return f"a list{inner}"
-    if isinstance(default, dict):
-        return "a mapping"
-    return "a value"
-
-
-def _describe(value) -> str:
-    return f"{type(value).__name__} {value!r}" if not isinstance(value, (dict, list)) else type(value).__name__
-
-
-@lru_cache(maxsize=16)
-def notebook_parameters(notebook: str) -> dict[str, Parameter]:
-    """The parameters of a notebook's ``parameters`` cell: names, literal defaults and comments.
-
-    Parameters
-    ----------
-    notebook : str
-        File name under ``notebooks/`` (e.g. ``"04_train.ipynb"``) or a path.
-    """
-    path = Path(notebook) if os.sep in notebook else NOTEBOOKS / notebook
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    cell = next((c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
-    if cell is None:
-        raise InputFileError(f"{path}: no cell tagged 'parameters'")
-    source = "".join(cell["source"])
-    comments = {}
-    for line in source.splitlines():
-        name, _, rest = line.partition("=")
-        if rest and "#" in rest:
-            comments[name.strip()] = rest.split("#", 1)[1].strip()
-    out = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            out[name] = Parameter(name, ast.literal_eval(node.value), comments.get(name, ""))
-    return out
-
-
-def _variant_names(v) -> bool:
-    from .train.config import ADAPTED_VARIANT, VARIANTS
-
-    return (len(v) > 0 and all(isinstance(x, str) and x in {**VARIANTS, **ADAPTED_VARIANT} for x in v)
-            and len(set(v)) == len(v))
-
-
-def _persons_list(v) -> bool:
-    return all((isinstance(x, int) and not isinstance(x, bool) and x >= 1) or x == "all" for x in v) and len(v) > 0
-
-
-#: The ``pipeline`` section: what ``pedgm run`` trains (:mod:`pedgm_kit.runner`).
-PIPELINE: dict[str, Parameter] = {}
-
-
-def _pipeline_parameters() -> dict[str, Parameter]:
-    if not PIPELINE:
-        names = ("a non-empty list of variant names, each once (leave the key out for the default)", _variant_names)
-        for name, default, comment, rule in (
-            ("variants", ["pretrained_aug"], "training variants (default the original four)", names),
-            ("adapted_variant", True, "also train pretrained_adapted (Dice + BCE)", None),
-            ("train_persons", [], "data-efficiency curve: training-person counts, e.g. [1, 2, 4, all]",
-             ("a list of person counts (integers >= 1) and/or 'all'", _persons_list)),
-            ("curve_variants", ["pretrained_noaug"], "variants of the data-efficiency curve", names),
-        ):
-            PIPELINE[name] = Parameter(name, default, comment, rule)
-    return PIPELINE
+def _pipeline_parameters() -> dict[str, Param]:
+    return section_parameters("pipeline")
 
 
 def check_section(section: str, values: Mapping[str, Any], *, where: str) -> list[str]:
     """Problems of one section's values (unknown keys with the nearest valid name, bad values)."""
-    known = _pipeline_parameters() if section == "pipeline" else notebook_parameters(SECTIONS[section])
+    known = section_parameters(section)
     problems = []
-    for key, value in values.items():
+    for key in values:
         if key not in known:
             near = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
             hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(sorted(known))})"
             problems.append(f"unknown key '{section}.{key}'{hint}")
-            continue
-        why = known[key].problem(value)
-        if why:
-            problems.append(f"'{section}.{key}' {why}")
+    checked = {k: v for k, v in values.items() if k in known}
+    problems += [f"'{section}.{key}' {why}" if key else f"'{section}': {why}"
+                 for key, why in section_problems(section, checked)]
     return problems
 
 
@@ -370,8 +157,7 @@ def _belongs_to(keys) -> str:
     owners: dict[str, list[str]] = {}
     for key in keys:
         for section in SECTIONS:
-            known = _pipeline_parameters() if section == "pipeline" else notebook_parameters(SECTIONS[section])
-            if key in known:
+            if key in section_parameters(section):
                 owners.setdefault(section, []).append(str(key))
                 break
     if not owners:
@@ -385,23 +171,37 @@ def dataset_problems(params: Mapping[str, Mapping]) -> list[str]:
 
     ``data.cv_folds`` needs at least that many persons; a training-person count
     (``pipeline.train_persons``, ``train.train_persons``) at most the persons minus one kept for
-    validation and one for testing. The persons are those of the dataset ``preprocess`` names
+    validation and one for testing; ``data.locked_test_persons`` must name persons of the dataset (or a
+    fraction locking at least one) and leave enough for the folds (:func:`pedgm_kit.splits.locked_problems`),
+    and the other counts are then checked on the persons left. The persons are those of the dataset ``preprocess`` names
     (``data_dir`` ``""``: the bundled sample), discovered without reading any image. Nothing is
     reported when the dataset cannot be read here (e.g. a cluster path): notebook 02 checks again.
     """
-    folds = params.get("data", {}).get("cv_folds", 0) or 0
+    data = params.get("data", {})
+    folds = data.get("cv_folds", 0) or 0
+    locked = data.get("locked_test_persons") or []
     sizes = [("pipeline.train_persons", s) for s in params.get("pipeline", {}).get("train_persons", []) if s != "all"]
     if params.get("train", {}).get("train_persons"):
         sizes.append(("train.train_persons", params["train"]["train_persons"]))
-    if not folds and not sizes:
+    if not folds and not sizes and not locked:
         return []
-    pre = {**{k: p.default for k, p in notebook_parameters(SECTIONS["preprocess"]).items()}, **params.get("preprocess", {})}
-    n = _persons_in_dataset(str(pre["data_dir"]), str(pre["layout"]), str(pre["ids_file"]),
-                            str(pre["second_ids_file"]), str(pre["image_name"]), str(pre["gm_name"]))
-    if n is None:
+    pre = {**{k: p.default for k, p in section_parameters("preprocess").items()}, **params.get("preprocess", {})}
+    scans = _dataset_scans(str(pre["data_dir"]), str(pre["layout"]), str(pre["ids_file"]),
+                           str(pre["second_ids_file"]), str(pre["image_name"]), str(pre["gm_name"]))
+    if scans is None:
         return []
-    where = f"the dataset '{pre['data_dir'] or 'gm-challenge-data (bundled)'}' has {n} person(s)"
+    dataset = f"the dataset '{pre['data_dir'] or 'gm-challenge-data (bundled)'}'"
     problems = []
+    if locked:  # data.locked_test_persons: known persons, and enough left for the folds (pedgm_kit.splits.locked)
+        from .splits.locked import choose_locked_persons, locked_problems
+
+        options = {"balance_on": data.get("balance_on") or None, "seed": data.get("seed", 0)}
+        problems += locked_problems(scans, locked, cv_folds=folds, where=dataset, **options)
+        if problems:
+            return problems
+        scans = scans[~scans["person_id"].isin(choose_locked_persons(scans, locked, **options))]
+    n = scans["person_id"].nunique()
+    where = f"{dataset} has {n} person(s)" + (" besides the locked test persons" if locked else "")
     if folds > n:
         problems.append(f"'data.cv_folds' is {folds} but {where}; at most {n} folds")
     for key, size in sizes:
@@ -412,9 +212,9 @@ def dataset_problems(params: Mapping[str, Mapping]) -> list[str]:
 
 
 @lru_cache(maxsize=32)
-def _persons_in_dataset(data_dir: str, layout: str, ids_file: str, second_ids_file: str, image_name: str,
-                        gm_name: str) -> int | None:
-    """Number of persons with a labelled scan in a dataset, or None when it cannot be read here."""
+def _dataset_scans(data_dir: str, layout: str, ids_file: str, second_ids_file: str, image_name: str,
+                   gm_name: str):
+    """The labelled scans of a dataset (its index's frame: never modify it), or None when it cannot be read here."""
     import warnings
 
     from .exceptions import PedgmError
@@ -436,4 +236,4 @@ def _persons_in_dataset(data_dir: str, layout: str, ids_file: str, second_ids_fi
                              image_name=image_name, gm_name=gm_name, validate=False)
     except (PedgmError, OSError, ValueError):  # ValueError: e.g. a NUL byte in the path
         return None
-    return len(index.persons())
+    return index.to_frame()

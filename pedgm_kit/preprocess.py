@@ -51,9 +51,13 @@ __all__ = [
     "MASK_CENTRINGS",
     "Preprocessed",
     "draft_mask",
+    "draft_masks",
     "fsleyes_command",
+    "index_row",
     "load_preprocessed",
     "montage",
+    "preprocess_dataset",
+    "preprocess_results",
     "preprocess_scan",
     "qc_montage",
     "save_preprocessed",
@@ -282,9 +286,171 @@ def draft_mask(
                         uncertainty=uncertainty or None, seed=seed)
 
 
+def draft_masks(scans, draft_dir: str | os.PathLike, *, model: str = "challenge", uncertainty: str | None = None,
+                seed: int = 0, progress: bool = True):
+    """Draft a GM mask for each unlabelled scan into ``draft_dir``, with the review log the correction loop keeps.
+
+    Each draft is ``<draft_dir>/<scan_id>_gmseg-draft.nii.gz`` (:func:`draft_mask`); the review log
+    ``<draft_dir>/review.csv`` (:data:`pedgm_kit.layout.REVIEW_CSV`) lists every draft as "needs review".
+    No scan: nothing is written.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``scan_id, image, draft, status``, one row per draft.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ._utils import atomic_path
+    from .layout import REVIEW_CSV
+
+    scans, draft_dir = list(scans), Path(draft_dir)
+    rows = []
+    if scans:
+        draft_dir.mkdir(parents=True, exist_ok=True)
+        segmenter = Segmenter(model)
+        for scan in tqdm(scans, desc="drafting", unit="scan", disable=not progress):
+            draft = draft_mask(scan.image, draft_dir / f"{scan.scan_id}_gmseg-draft.nii.gz", segmenter=segmenter,
+                               overwrite=True, uncertainty=uncertainty or None, seed=seed)
+            rows.append({"scan_id": scan.scan_id, "image": str(scan.image), "draft": str(draft), "status": "needs review"})
+        with atomic_path(draft_dir / REVIEW_CSV) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+    return pd.DataFrame(rows, columns=["scan_id", "image", "draft", "status"])
+
+
 def fsleyes_command(image: str | os.PathLike, mask: str | os.PathLike) -> str:
     """The command that opens a draft over its image for correction (fsleyes; ITK-SNAP alternative)."""
     return (
         f"fsleyes {image} {mask} -cm red -a 50    "
         f"# or: itksnap -g {image} -s {mask}"
     )
+
+
+def index_row(scan: Scan, pre: Preprocessed, paths: dict[str, Path], *, cord_scale_rule: str = "") -> dict:
+    """One row of notebook 01's ``index.csv`` (:data:`pedgm_kit.layout.INDEX_CSV`): a preprocessed scan.
+
+    Parameters
+    ----------
+    scan : Scan
+        The source scan.
+    pre : Preprocessed
+        Its preprocessed window (:func:`preprocess_scan`).
+    paths : dict
+        What :func:`save_preprocessed` wrote (``image``, ``gm_mask``).
+    cord_scale_rule : str, default ""
+        The ``cord_scale`` setting ("" or "auto"); ``cord_scale`` is the factor it applied.
+
+    Returns
+    -------
+    dict
+        ``scan_id, person_id, image, gm_mask`` (file names in the preprocessed folder), ``n_slices``,
+        ``centring`` (how the window was centred), ``spread_mm``, ``cord_scale``, ``cord_scale_rule``,
+        ``source_image, source_gm_mask``, then the scan's metadata (e.g. ``participants.tsv`` columns).
+    """
+    return {"scan_id": scan.scan_id, "person_id": scan.person_id,
+            "image": Path(paths["image"]).name, "gm_mask": Path(paths["gm_mask"]).name if paths.get("gm_mask") else None,
+            "n_slices": pre.image.shape[2], "centring": pre.centring, "spread_mm": round(pre.spread_mm, 2),
+            "cord_scale": round(pre.metadata["cord_scale"], 3), "cord_scale_rule": cord_scale_rule,
+            "source_image": str(scan.image), "source_gm_mask": str(scan.gm_mask), **scan.metadata}
+
+
+def preprocess_dataset(scans, output_dir: str | os.PathLike, *, spacing_mm: float = 0.25, size: int = 200,
+                       cord_scale: str = "", qc: bool = True, progress: bool = True):
+    """Preprocess labelled scans into a step folder: windows, ``index.csv`` and QC montages.
+
+    Writes ``<output_dir>/preprocessed/<scan_id>.nii.gz`` (+ ``_gmseg``), the table of
+    :func:`index_row` as ``<output_dir>/preprocessed/index.csv`` and, with ``qc``, a montage per scan
+    in ``<output_dir>/qc/<scan_id>.png`` (folders from :mod:`pedgm_kit.layout`).
+
+    Parameters
+    ----------
+    scans : iterable of Scan
+        Labelled scans (each with a GM mask).
+    output_dir : path-like
+        The step folder (notebook 01's ``output_dir``).
+    spacing_mm : float, default 0.25
+        In-plane pixel size of the model grid, mm.
+    size : int, default 200
+        Window side, pixels.
+    cord_scale : {"", "auto"}, default ""
+        Size normalisation of small cords (:func:`preprocess_scan`).
+    qc, progress : bool, default True
+        Write QC montages; show a progress bar.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The index table; ``attrs["qc"]`` lists the montage PNGs in scan order, ``attrs["path"]`` is
+        the ``index.csv`` written.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from ._utils import atomic_path
+    from .layout import INDEX_CSV, PREPROCESSED_DIR, QC_DIR
+
+    pre_dir, qc_dir = Path(output_dir) / PREPROCESSED_DIR, Path(output_dir) / QC_DIR
+    pre_dir.mkdir(parents=True, exist_ok=True)
+    if qc:
+        qc_dir.mkdir(parents=True, exist_ok=True)
+    rows, montages = [], []
+    for scan in tqdm(list(scans), desc="preprocessing", unit="scan", disable=not progress):
+        pre = preprocess_scan(scan, spacing_mm=spacing_mm, size=size, cord_scale=cord_scale or None)
+        paths = save_preprocessed(pre, pre_dir, overwrite=True)
+        if qc:
+            montages.append(qc_dir / f"{scan.scan_id}.png")
+            qc_montage(pre).savefig(montages[-1], dpi=100)
+        rows.append(index_row(scan, pre, paths, cord_scale_rule=cord_scale or ""))
+    table = pd.DataFrame(rows)
+    with atomic_path(pre_dir / INDEX_CSV) as tmp:
+        table.to_csv(tmp, index=False)
+    table.attrs.update(qc=montages, path=pre_dir / INDEX_CSV)
+    return table
+
+
+def preprocess_results(index, *, root: str | os.PathLike, layout: str, parameters: dict, table, shift=None,
+                       drafts=(), ranking=None, retrained: dict | None = None) -> dict:
+    """Notebook 01's results (``preprocess.json``, :data:`pedgm_kit.layout.PREPROCESS_JSON`), read by the report.
+
+    Parameters
+    ----------
+    index : DatasetIndex
+        The dataset discovered (after any SIMULATED shift).
+    root : path-like
+        Its folder.
+    layout : str
+        "bids" or "folders".
+    parameters : dict
+        The notebook's parameters recorded.
+    table : pandas.DataFrame
+        The index table of :func:`preprocess_dataset` (``attrs["path"]``: its ``index.csv``).
+    shift : Shift, optional
+        The SIMULATED shift applied (:func:`pedgm_kit.shift.parse_shift`), or None.
+    drafts : sequence of dict
+        The drafts made (:func:`draft_masks` rows).
+    ranking : pandas.DataFrame, optional
+        The drafts ranked least certain first.
+    retrained : dict, optional
+        The summary of :func:`pedgm_kit.annotate.retrain_on_labelled`, if it ran.
+
+    Returns
+    -------
+    dict
+    """
+    from .data_creation import file_record
+
+    index_csv = Path(table.attrs["path"])
+    return {
+        "notebook": "01_preprocess",
+        "data_dir": str(root),
+        "layout": layout,
+        "parameters": dict(parameters),
+        "shift": None if shift is None else {"name": shift.name, "label": shift.label},
+        "n_labelled": len(index.scans), "n_persons": len(index.persons()), "n_preprocessed": len(table),
+        "n_unlabelled": len(list(index.unlabelled)), "n_drafts": len(drafts), "missing": list(index.missing),
+        "draft_ranking": ranking if ranking is not None else [],
+        "retrained": None if retrained is None else {"weights": retrained["weights"],
+                                                     "best_val_dice": retrained["best_val_dice"]},
+        "preprocessed_dir": str(index_csv.parent), "index_csv": file_record(index_csv),
+    }

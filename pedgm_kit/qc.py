@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .io import write_text
+from .layout import PAGE_FILE
 
 __all__ = ["FLAGS", "MONTAGE_SLICES", "qc_rows", "render_montage", "write_qc_page"]
 
@@ -106,11 +107,11 @@ def _scan_uncertainty(output: str) -> float:
 def qc_rows(summary: pd.DataFrame, *, morphometrics: pd.DataFrame | None = None) -> pd.DataFrame:
     """One QC row per scan: ``scan, file, output, status, error, gm_area_mm2, empty_slices,
     uncertainty, uncertainty_rank, flags`` (flags: a list of :data:`FLAGS` names)."""
-    from .morphometrics import scan_stem
+    from .morphometrics import scan_keys
 
     rows = []
-    for _, row in summary.iterrows():
-        scan = scan_stem(Path(row["file"]))
+    # keyed as the morphometrics table keys scans: unique per scan, never by file name alone
+    for (_, row), scan in zip(summary.iterrows(), scan_keys(summary["file"].astype(str))):
         done = row["status"] in ("ok", "skipped") and Path(str(row["output"])).is_file()
         area = empty = float("nan")
         if done and morphometrics is not None and len(morphometrics):
@@ -207,4 +208,4 @@ def write_qc_page(
         title=title, rows=shown, flags=FLAGS, n_flagged=sum(bool(r["flags"]) for r in shown),
         area_range=rows.attrs["area_range_mm2"], has_uncertainty=bool(rows["uncertainty"].notna().any()),
     )
-    return write_text(page, folder / "index.html")
+    return write_text(page, folder / PAGE_FILE)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .io import write_text
+from .layout import EVALUATION_FILES, LEARNING_CURVE_PNG, SUMMARY_JSON, EvaluationResults, RunLayout, TrainPlan
 
 __all__ = ["write_report"]
 
@@ -66,41 +67,39 @@ def _versions() -> str:
 
 
 def _training_table(run: Path) -> pd.DataFrame | None:
+    """One row per training run of the run's plan (:class:`~pedgm_kit.layout.TrainPlan`) that wrote its summary."""
     rows = []
-    for path in sorted(run.glob("train/**/summary.json")):
-        s = json.loads(path.read_text())
-        rel = path.parent.relative_to(run / "train")
-        fold = next((p for p in rel.parts if p.startswith("fold-")), "")
-        persons = next((p for p in rel.parts if p.startswith("persons-")), "")
+    for planned, s in TrainPlan.of(RunLayout(run).train).summaries(RunLayout(run).train):
         rows.append({
-            "fold": fold.removeprefix("fold-") or "-", "variant": s["variant"],
-            "persons": persons.removeprefix("persons-") or "all", "epochs": s.get("epochs_run"),
-            "best epoch": s.get("best_epoch"), "best val Dice": s.get("best_val_dice"),
-            "threshold": s.get("threshold"), "threshold rule": s.get("threshold_rule"),
-            "test Dice": s.get("test_dice"), "baseline test Dice": s.get("baseline_test_dice"),
-            "train slices/s": s.get("train_slices_per_s"),
-            "seconds": s.get("seconds"),
+            "fold": str(planned.fold) if planned.fold else "-", "variant": s.variant,
+            "persons": str(planned.persons) if planned.persons else "all", "epochs": s.epochs_run,
+            "best epoch": s.best_epoch, "best val Dice": s.best_val_dice,
+            "threshold": s.threshold, "threshold rule": s.threshold_rule,
+            "test Dice": s.test_dice, "baseline test Dice": s.baseline_test_dice,
+            "train slices/s": s.train_slices_per_s,
+            "seconds": s.seconds,
         })
     return pd.DataFrame(rows) if rows else None
 
 
 def _recommendation(evaluation: Path, results: dict) -> dict | None:
-    """Which model to use, by the stated rule of :mod:`pedgm_kit.stats.recommend`, from the evaluation's tidy table."""
-    from .exceptions import PedgmError
+    """Which model to use, by the stated rule of :mod:`pedgm_kit.stats.recommend`, from the evaluation's tidy table.
+
+    None only when there is nothing to recommend from: no evaluation table, an empty one, or no trained
+    variant in it (:func:`~pedgm_kit.stats.recommend.recommend` returns None). A malformed table or a bug
+    raises: a report must not hide it by dropping the section.
+    """
     from .registry import BUILTIN_MODELS
     from .stats.recommend import recommend
 
-    tidy = _csv(evaluation / "metrics_tidy.csv")
+    tidy = _csv(evaluation / EVALUATION_FILES["tidy"])
     if tidy is None or not len(tidy):
         return None
     parameters = results.get("parameters", {})
     models = parameters.get("models") or {}
     baselines = (*BUILTIN_MODELS, *([parameters["baseline"]] if parameters.get("baseline") else []))
-    try:
-        return recommend(tidy, baselines=baselines, model_paths=models if isinstance(models, dict) else {},
-                         cv=bool(results.get("folds")))
-    except (PedgmError, KeyError, ValueError):
-        return None
+    return recommend(tidy, baselines=baselines, model_paths=models if isinstance(models, dict) else {},
+                     cv=bool(results.get("folds")))
 
 
 def _figures(run: Path, pattern: str, caption=None) -> list[dict]:
@@ -113,14 +112,13 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
     """Write ``<run>/index.html`` from what the notebooks left in the run folder; returns its path."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    run = Path(run)
-    evaluation = run / "evaluation"
-    results = json.loads((evaluation / "results.json").read_text()) if (evaluation / "results.json").is_file() else {}
-    pre = json.loads((run / "preprocess" / "preprocess.json").read_text()) if (
-        run / "preprocess" / "preprocess.json").is_file() else {}
+    lay = RunLayout(run)
+    run, evaluation = lay.root, lay.evaluation
+    results = EvaluationResults.read(lay.results).to_json() if lay.results.is_file() else {}
+    pre = json.loads(lay.preprocess_json.read_text()) if lay.preprocess_json.is_file() else {}
     shift = results.get("shift") or (pre.get("shift") or {}).get("label")
 
-    headline_frame = _csv(evaluation / "headline.csv")
+    headline_frame = _csv(lay.evaluation_file("headline"))
     headline = headline_note = ""
     if headline_frame is not None and len(headline_frame):
         keep = [c for c in ("model", "n_persons", "n_scans", "failed_scans", "mean", "ci_low", "ci_high", "ci_method",
@@ -146,7 +144,7 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
     # the answer first: verdicts (wording follows the interval), failures, the lead figures
     verdicts: list[str] = []
     interval_rule = ""
-    stats_frame = _csv(evaluation / "stats.csv")
+    stats_frame = _csv(lay.evaluation_file("stats"))
     if stats_frame is not None and len(stats_frame) and "verdict" in stats_frame.columns:
         lead = stats_frame[(stats_frame["level"] == "scan") & (stats_frame["metric"] == "DSC")]
         verdicts = [str(v) for v in lead["verdict"].dropna()]
@@ -154,7 +152,7 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
         interval_rule = ("95% intervals over persons by the method the coverage benchmark "
                          "(benchmarks/ci_coverage.py) measured to hold for this many persons"
                          + (f": {', '.join(methods)}." if methods else "; here none qualified, so none is shown."))
-    failures_frame = _csv(evaluation / "failures.csv")
+    failures_frame = _csv(lay.evaluation_file("failures"))
     failure_lines = []
     if failures_frame is not None and len(failures_frame):
         penalty = results.get("failure_penalty_mm")
@@ -167,15 +165,25 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
             failure_lines.append("No failed (empty) prediction.")
     recommendation = _recommendation(evaluation, results)
     lead_figures = []
-    for name, caption in (("person_dice.png", "Dice per person: lines join one person's Dice under the baseline "
-                                              "(reference, left) and under each variant"),
-                          ("groups_forest.png", "Dice per site / covariate, n persons per row"),
-                          ("efficiency.png", "Data efficiency: held-out Dice vs training persons "
-                                             "(fold-level intervals: descriptive)")):
-        if (evaluation / name).is_file():
-            lead_figures.append({"src": f"evaluation/{name}", "caption": caption})
+    lead = {"person_dice": "Dice per person: lines join one person's Dice under the baseline "
+                           "(reference, left) and under each variant",
+            "groups_forest": "Dice per site / covariate, n persons per row",
+            "efficiency_png": "Data efficiency: held-out Dice vs training persons (fold-level intervals: descriptive)"}
+    for key, caption in lead.items():
+        if lay.evaluation_file(key).is_file():
+            lead_figures.append({"src": lay.relative(lay.evaluation_file(key)), "caption": caption})
 
     sections = []
+    # ---- the locked test set and the masks' provenance (pedgm_kit.evaluate.locked, pedgm_kit.provenance)
+    from .evaluate.locked import report_section as locked_section
+    from .provenance import report_section as provenance_section
+
+    for section in (locked_section(run), provenance_section(run)):
+        if section is not None:
+            section["tables"] = [_folded(t["title"], t["frame"], run, t["csv"], links=tuple(t.get("links", ())))
+                                 for t in section["tables"]]
+            sections.append(section)
+    # ---- end of locked test set and provenance
     if stats_frame is not None and len(stats_frame):
         keep = [c for c in ("level", "metric", "model", "n_persons", "n_scans", "failed_persons", "mean_baseline",
                             "mean_model", "mean_diff", "ci_low", "ci_high", "ci_method", "p_value", "p_holm",
@@ -185,56 +193,56 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
                                  "one person are one pair. Wilcoxon signed-rank over persons (fewer than 6 non-zero "
                                  "pairs: no p-value), Holm's correction, and a 95% interval only where its coverage "
                                  "was measured to hold. Slice-level rows are descriptive (no test, no interval).",
-                         "tables": [_folded("Comparisons", stats_frame[keep], run, evaluation / "stats.csv")],
+                         "tables": [_folded("Comparisons", stats_frame[keep], run, lay.evaluation_file("stats"))],
                          "figures": []})
-    groups = _csv(evaluation / "groups.csv")
+    groups = _csv(lay.evaluation_file("groups"))
     if groups is not None and len(groups):
         sections.append({"id": "groups", "title": "Per site and per covariate",
                          "text": "Mean per-person Dice per group, n persons per row; an interval only where the "
                                  "measured rule allows one for that many persons.",
                          "tables": [_folded("Dice per group", groups.drop(columns=["interval_note"], errors="ignore"),
-                                            run, evaluation / "groups.csv")], "figures": []})
+                                            run, lay.evaluation_file("groups"))], "figures": []})
     if failures_frame is not None and len(failures_frame):
         sections.append({"id": "failures", "title": "Failures per model",
                          "text": "Scans whose prediction is empty on the scored slices (Dice 0, distances "
                                  "undefined); their distances enter the comparisons with the stated penalty.",
-                         "tables": [_folded("Failed scans", failures_frame, run, evaluation / "failures.csv")],
+                         "tables": [_folded("Failed scans", failures_frame, run, lay.evaluation_file("failures"))],
                          "figures": []})
-    unc = _csv(evaluation / "uncertainty.csv")
+    unc = _csv(lay.evaluation_file("uncertainty_table"))
     if unc is not None and len(unc):
         sections.append({"id": "uncertainty", "title": "Uncertainty: does the score find bad slices?",
                          "text": "Per-slice uncertainty score (spread over 9 seeded passes) against Dice: AUROC for "
                                  "slices with Dice < 0.8 (0.5 = chance) within this evaluation's condition, with a "
                                  "95% interval resampling scans (descriptive), and Spearman's rho (negative is good).",
-                         "tables": [_folded("AUROC per model", unc, run, evaluation / "uncertainty.csv")],
-                         "figures": _figures(run, "evaluation/uncertainty.png")})
-    per_fold = _csv(evaluation / "per_fold_dsc.csv")
+                         "tables": [_folded("AUROC per model", unc, run, lay.evaluation_file("uncertainty_table"))],
+                         "figures": _figures(run, lay.relative(lay.evaluation_file("uncertainty")))})
+    per_fold = _csv(lay.evaluation_file("per_fold"))
     if per_fold is not None:
         sections.append({"id": "folds", "title": "Cross-validation: Dice per fold", "text":
                          "Mean scan-level Dice of each fold's held-out persons, and the spread across folds.",
-                         "tables": [_folded("Dice per fold", per_fold, run, evaluation / "per_fold_dsc.csv")],
+                         "tables": [_folded("Dice per fold", per_fold, run, lay.evaluation_file("per_fold"))],
                          "figures": []})
-    efficiency = _csv(evaluation / "efficiency.csv")
+    efficiency = _csv(lay.evaluation_file("efficiency"))
     if efficiency is not None:
         sections.append({"id": "efficiency", "title": "Data efficiency: held-out Dice vs training persons",
                          "text": "Nested subsets of each fold's training persons; 95% t-intervals across folds are "
                                  "descriptive (a handful of folds; coverage not measured). The curve is at the top.",
-                         "tables": [_folded("Curve", efficiency, run, evaluation / "efficiency.csv",
-                                            links=(evaluation / "efficiency_runs.csv",))],
+                         "tables": [_folded("Curve", efficiency, run, lay.evaluation_file("efficiency"),
+                                            links=(lay.evaluation_file("efficiency_runs"),))],
                          "figures": []})
     summary_tables = []
-    for name, title in (("metrics_summary.csv", "All metrics: descriptive statistics"),
-                        ("retest_cv.csv", "Test-retest: coefficient of variation of GM area"),
-                        ("retest_cv_pairs.csv", "Test-retest per pair")):
-        frame = _csv(evaluation / name)
+    for key, title in (("summary", "All metrics: descriptive statistics"),
+                       ("retest_cv", "Test-retest: coefficient of variation of GM area"),
+                       ("retest_cv_pairs", "Test-retest per pair")):
+        frame = _csv(lay.evaluation_file(key))
         if frame is not None and len(frame):
-            if name == "metrics_summary.csv":
+            if key == "summary":
                 frame = frame[frame["level"] == "scan"].drop(columns=["level"])
-            summary_tables.append(_folded(title, frame, run, evaluation / name,
-                                          links=(evaluation / "metrics.xlsx",) if name == "metrics_summary.csv" else ()))
-    evaluation_figures = [f for f in _figures(run, "evaluation/*.png")
-                          if not f["src"].endswith(("efficiency.png", "uncertainty.png", "person_dice.png",
-                                                    "groups_forest.png"))]
+            summary_tables.append(_folded(title, frame, run, lay.evaluation_file(key),
+                                          links=(lay.evaluation_file("xlsx"),) if key == "summary" else ()))
+    shown_first = tuple(EVALUATION_FILES[k] for k in ("efficiency_png", "uncertainty", "person_dice", "groups_forest"))
+    evaluation_figures = [f for f in _figures(run, lay.relative(evaluation) + "/*.png")
+                          if not f["src"].endswith(shown_first)]
     sections.append({"id": "evaluation", "title": "Evaluation", "text": results.get("scope", ""),
                      "tables": summary_tables, "figures": evaluation_figures})
     training = _training_table(run)
@@ -245,14 +253,15 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
                                  "training by the loss or chosen on validation (its rule is listed); test Dice is each "
                                  "model's (and the baseline's) on whole test scans, per person, at its own threshold.",
                          "tables": [_folded("Training runs", training, run, None)],
-                         "figures": _figures(run, "train/**/learning_curve.png",
-                                             lambda p: str(p.parent.relative_to(run / "train"))), "grid": True})
-    split_table = _csv(run / "data" / "split_table.csv")
+                         "figures": _figures(run, f"{lay.relative(lay.train)}/**/{LEARNING_CURVE_PNG}",
+                                             lambda p: str(p.parent.relative_to(lay.train))), "grid": True})
+    split_table = _csv(lay.split_table)
     sections.append({"id": "data", "title": "Data and splits", "text": "",
-                     "tables": [_folded("Splits", split_table, run, run / "data" / "split_table.csv")]
+                     "tables": [_folded("Splits", split_table, run, lay.split_table)]
                      if split_table is not None else [],
-                     "figures": _figures(run, "data/*.png") + _figures(run, "augment/*.png")})
-    qc = _figures(run, "preprocess/qc/*.png")
+                     "figures": _figures(run, lay.relative(lay.data) + "/*.png")
+                     + _figures(run, lay.relative(lay.augment) + "/*.png")})
+    qc = _figures(run, lay.relative(lay.qc) + "/*.png")
     if qc:
         sections.append({"id": "qc", "title": "Preprocessing QC", "text": f"{len(qc)} montages (window, GM outline).",
                          "tables": [], "figures": qc})
@@ -270,7 +279,7 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
     notebooks = sorted(str(p.relative_to(run)) for p in run.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     tables = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.suffix in (".csv", ".xlsx", ".json", ".md")
                     and "pred" not in p.parts and ".ipynb_checkpoints" not in p.parts)
-    devices = sorted({json.loads(p.read_text()).get("device", "") for p in run.glob("train/**/summary.json")})
+    devices = sorted({json.loads(p.read_text()).get("device", "") for p in lay.train.glob(f"**/{SUMMARY_JSON}")})
     facts = [
         ("data", f"{pre.get('data_dir', results.get('parameters', {}).get('data_dir', '?'))} "
                  f"({pre.get('n_labelled', '?')} labelled scans of {pre.get('n_persons', '?')} persons)"),
@@ -293,4 +302,4 @@ def write_report(run: str | os.PathLike, *, params_file: str | os.PathLike | Non
         lead_figures=lead_figures, sections=sections, notebooks=notebooks, tables=tables, run_facts=facts,
         parameters=_folded("Parameters", pd.DataFrame(param_rows), run, None) if param_rows else None,
     )
-    return write_text(page, run / "index.html")
+    return write_text(page, lay.report)

@@ -37,11 +37,14 @@ from pathlib import Path
 from .data_creation import fold_data_dir
 from .datasets import FOLDER_OPTIONS
 from .exceptions import InputFileError, ParameterError, PedgmError
+from .io import check_choice
+from .layout import (FOLD_PLACEHOLDER, HISTORY_CSV, SUMMARY_JSON, WEIGHTS_FILE, PlannedRun, RunLayout, TrainPlan,
+                     plan_path, variant_dir)
 from .params import NOTEBOOKS, load_params
 from .registry import BUILTIN_MODELS
 from .runstate import PREEMPTED_EXIT, STOP_ENV, STOP_FILE, Preempted, RunState, Step, load_state, resume_actions
 
-__all__ = ["TrainRun", "check_run_id", "pipeline_steps", "run_notebook", "run_pipeline", "slurm_script",
+__all__ = ["TrainRun", "check_run_id", "pipeline_steps", "plan_record", "run_notebook", "run_pipeline", "slurm_script",
            "train_variants", "training_plan"]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -64,6 +67,7 @@ class TrainRun:
     variant: str
     persons: int
     parameters: dict = field(compare=False, hash=False)
+    train_dir: Path = field(default=Path("outputs/train"), compare=False, hash=False)  # the plan's training folder
 
     @property
     def label(self) -> str:
@@ -94,22 +98,24 @@ def training_plan(params: dict, *, data_dir: str | os.PathLike | None = None,
         raise ParameterError(f"pipeline.variants: unknown or repeated {unknown or variants}; known: {', '.join(every)}")
     sizes = [0 if s in ("all", 0) else int(s) for s in pipeline.get("train_persons") or []]
     curve = list(pipeline.get("curve_variants") or [v for v in _CURVE_DEFAULT if v in variants])
-    folds = int(params.get("data", {}).get("cv_folds", 0) or 0)
+    folds = _folds(params)
     data_root = Path(data_dir or train.get("data_dir", "outputs/data/data"))
     train_root = Path(train_dir or train.get("output_dir", "outputs/train"))
     runs = []
     for fold in range(1, folds + 1) if folds else [0]:
         fold_data = fold_data_dir(data_root, fold) if fold else data_root
-        fold_train = train_root / f"fold-{fold}" if fold else train_root
-        for name in variants:
-            runs.append(TrainRun(fold, name, 0, {**train, **every[name], "variant": name, "train_persons": 0,
-                                                 "data_dir": str(fold_data), "output_dir": str(fold_train)}))
-        for n in sorted(set(s for s in sizes if s)):
-            for name in curve:
-                runs.append(TrainRun(fold, name, n, {**train, **every[name], "variant": name, "train_persons": n,
-                                                     "data_dir": str(fold_data),
-                                                     "output_dir": str(fold_train / f"persons-{n}")}))
+        for n, names in [(0, variants)] + [(n, curve) for n in sorted(set(s for s in sizes if s))]:
+            for name in names:  # notebook 04 writes <output_dir>/<variant>
+                runs.append(TrainRun(fold, name, n, {
+                    **train, **every[name], "variant": name, "train_persons": n, "data_dir": str(fold_data),
+                    "output_dir": str(variant_dir(train_root, name, fold=fold, persons=n).parent)}, train_root))
     return runs
+
+
+def plan_record(plan: list[TrainRun], *, folds: int) -> TrainPlan:
+    """The :class:`~pedgm_kit.layout.TrainPlan` of a training plan (``train/plan.json``): what readers enumerate."""
+    return TrainPlan(runs=[PlannedRun(r.fold, r.variant, r.persons) for r in plan],
+                     folds=list(range(1, folds + 1)) if folds else [0])
 
 
 def run_notebook(notebook: str | os.PathLike, output: str | os.PathLike, parameters: dict, *,
@@ -172,13 +178,13 @@ def train_variants(params_file: str | os.PathLike, *, variant: str | None = None
     elif all_variants:
         chosen = [r for r in plan if fold is None or r.fold == fold]
     else:
-        if variant not in _all_variants():
-            raise ParameterError(f"variant must be one of {', '.join(_all_variants())} (or --all), got {variant!r}")
+        check_choice(variant, tuple(_all_variants()), name="--variant (or --all)")
         chosen = [r for r in plan if r.variant == variant and r.persons == 0 and (fold is None or r.fold == fold)]
     if not chosen:
         folds = sorted({r.fold for r in plan})
         raise ParameterError(f"no training run matches (folds in the plan: {folds}; variants: "
                              f"{sorted({r.variant for r in plan})})")
+    _write_plan(params, plan)
     done = []
     for run in tqdm(chosen, desc="training", unit="run", disable=not progress):
         with _StopOnSigterm(run.notebook.parent, training=True) as stop:
@@ -330,48 +336,67 @@ class _StopOnSigterm:
         return False
 
 
+def _folds(params: dict) -> int:
+    return int(params.get("data", {}).get("cv_folds", 0) or 0)
+
+
+def _write_plan(params: dict, plan: list[TrainRun]) -> None:
+    """Record the plan in its training folder (``<train>/plan.json``, :class:`~pedgm_kit.layout.TrainPlan`)."""
+    if not plan:
+        return
+    record, path = plan_record(plan, folds=_folds(params)), plan_path(plan[0].train_dir)
+    try:
+        if TrainPlan.read(path) == record:
+            return  # unchanged: a resumed run touches nothing it need not
+    except InputFileError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record.write(path)
+
+
 def pipeline_steps(params: dict, run: str | os.PathLike) -> list[Step]:
     """The steps of ``pedgm run`` into ``run``: notebooks 01-03, every training run, 05, the report."""
     from .shift import parse_shift
 
-    run = Path(run)
+    lay = RunLayout(run)
+    run = lay.root
     pre = dict(params.get("preprocess", {}))
     shift = parse_shift(pre.get("shift", ""))
-    plan = training_plan(params, data_dir=run / "data" / "data", train_dir=run / "train")
-    folds = int(params.get("data", {}).get("cv_folds", 0) or 0)
+    plan = training_plan(params, data_dir=lay.arrays, train_dir=lay.train)
+    folds = _folds(params)
     layout = {k: v for k, v in pre.items() if k in ("data_dir", "layout", *FOLDER_OPTIONS)}
     if shift is not None:  # notebook 05 evaluates on the simulated copy notebook 01 writes
-        layout["data_dir"] = str(run / "preprocess" / f"simulated-{shift.name}")
+        layout["data_dir"] = str(lay.simulated(shift.name))
     steps = [
-        Step("01_preprocess", "01_preprocess.ipynb", run / "preprocess",
-             {**pre, "output_dir": str(run / "preprocess")}, "preprocess",
-             outputs=("preprocess/preprocess.json",)),
-        Step("02_data_creation", "02_data_creation.ipynb", run / "data",
-             {**params.get("data", {}), "output_dir": str(run / "data"),
-              "preprocessed_dir": str(run / "preprocess" / "preprocessed")}, "data", ("01_preprocess",),
-             outputs=("data/data_creation.json", "data/manifest.json")),
-        Step("03_augment", "03_augment.ipynb", run / "augment",
-             {**params.get("augment", {}), "output_dir": str(run / "augment"),
-              "data_dir": str(fold_data_dir(run / "data" / "data", 1) if folds else run / "data" / "data")},
-             "augment", ("02_data_creation",), outputs=("augment/augment.json",)),
+        Step("01_preprocess", "01_preprocess.ipynb", lay.preprocess,
+             {**pre, "output_dir": str(lay.preprocess)}, "preprocess",
+             outputs=(lay.relative(lay.preprocess_json),)),
+        Step("02_data_creation", "02_data_creation.ipynb", lay.data,
+             {**params.get("data", {}), "output_dir": str(lay.data),
+              "preprocessed_dir": str(lay.preprocessed)}, "data", ("01_preprocess",),
+             outputs=(lay.relative(lay.data_creation_json), lay.relative(lay.manifest))),
+        Step("03_augment", "03_augment.ipynb", lay.augment,
+             {**params.get("augment", {}), "output_dir": str(lay.augment),
+              "data_dir": str(fold_data_dir(lay.arrays, 1) if folds else lay.arrays)},
+             "augment", ("02_data_creation",), outputs=(lay.relative(lay.augment_json),)),
     ]
     for r in plan:
-        rel = Path(r.parameters["output_dir"]).relative_to(run) / r.variant
-        steps.append(Step(rel.as_posix(), "04_train.ipynb", r.notebook.parent, r.parameters, "train",
-                          ("02_data_creation",), tuple(f"{rel.as_posix()}/{f}" for f in
-                                                      ("history.csv", "best.hdf5", "summary.json")), training=True))
+        rel = lay.relative(lay.variant(r.variant, fold=r.fold, persons=r.persons))
+        steps.append(Step(rel, "04_train.ipynb", r.notebook.parent, r.parameters, "train",
+                          ("02_data_creation",), tuple(f"{rel}/{f}" for f in (HISTORY_CSV, WEIGHTS_FILE, SUMMARY_JSON)),
+                          training=True))
     models = {name: name for name in BUILTIN_MODELS}
-    template = run / "train" / ("fold-{fold}" if folds else "")
-    models.update({r.variant: str(template / r.variant / "best.hdf5") for r in plan if r.persons == 0})
+    fold = FOLD_PLACEHOLDER if folds else 0  # notebook 05 fills in each fold
+    models.update({r.variant: str(lay.weights(r.variant, fold=fold)) for r in plan if r.persons == 0})
     evaluate = {**params.get("evaluate", {}), **layout, "output_dir": str(run), "models": models,
-                "split_manifest": str(run / "data" / "manifest.json"), "cord_scale": pre.get("cord_scale", ""),
+                "split_manifest": str(lay.manifest), "cord_scale": pre.get("cord_scale", ""),
                 "train_dir": "",
                 "shift_label": shift.label if shift else "",
-                "curve_dir": str(run / "train") if any(r.persons for r in plan) else ""}
+                "curve_dir": str(lay.train) if any(r.persons for r in plan) else ""}
     trained = tuple(s.name for s in steps if s.training)
     steps.append(Step("05_evaluate", "05_evaluate.ipynb", run, evaluate, "evaluate",
-                      ("01_preprocess", "02_data_creation", *trained), outputs=("evaluation/results.json",)))
-    steps.append(Step("report", None, run, {}, "", tuple(s.name for s in steps), outputs=("index.html",)))
+                      ("01_preprocess", "02_data_creation", *trained), outputs=(lay.relative(lay.results),)))
+    steps.append(Step("report", None, run, {}, "", tuple(s.name for s in steps), outputs=(lay.relative(lay.report),)))
     return steps
 
 
@@ -415,7 +440,7 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
         if previous is None:
             raise InputFileError(f"{run}: no state.json (a run folder written before runs recorded their state); "
                                  "start it again with --overwrite or use a new --run-id")
-        params_file = params_file or run / "parameters.yaml"
+        params_file = params_file or RunLayout(run).parameters
     elif params_file is None:
         raise ParameterError("--params is required (except with --resume)")
     params = load_params(params_file)
@@ -430,7 +455,7 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
     state = RunState(run, steps, previous)
     actions = resume_actions(state, overwrite=overwrite) if resume else {s.name: "rerun" for s in steps}
     run.mkdir(parents=True, exist_ok=True)
-    kept = run / "parameters.yaml"  # what --resume uses without --params
+    kept = RunLayout(run).parameters  # what --resume uses without --params
     if Path(params_file).resolve() != kept.resolve():
         write_text(Path(params_file).read_text(encoding="utf-8"), kept)
     todo = [s for s in steps if actions[s.name] != "reuse"]
@@ -441,6 +466,7 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
         print(f"pedgm run: resuming {run}: {len(steps) - len(todo)} step(s) reused, {len(todo)} to run",
               file=sys.stderr)
     state.save()
+    _write_plan(params, training_plan(params, data_dir=RunLayout(run).arrays, train_dir=RunLayout(run).train))
     bar = tqdm(todo, desc="pipeline", unit="step", disable=not progress)
     cache = prediction_cache(run / "cache" / "predictions")  # each (model, test scan) is segmented once
     cache.__enter__()

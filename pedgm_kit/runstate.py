@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .exceptions import InputFileError, ParameterError, PedgmError
+from .layout import STATE_FILE
 
 __all__ = ["PREEMPTED_EXIT", "STATE_FILE", "STOP_ENV", "Preempted", "RunState", "Step", "load_state",
            "resume_actions", "reused_steps", "status_table"]
 
-STATE_FILE = "state.json"
 #: exit status of ``pedgm run`` / ``pedgm train`` stopped by SIGTERM (128 + 15, as a shell reports it)
 PREEMPTED_EXIT = 143
 #: environment variable naming the file whose existence asks a training kernel to stop (see train.preempt)

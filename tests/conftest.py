@@ -139,7 +139,7 @@ def tiny_data(gm_challenge, tmp_path_factory) -> Path:
 
 #: parameters/demo_cv.yaml at tiny sizes: every notebook, every mechanism, little training (2 folds, 6 runs)
 TINY_CV = {
-    "data": {"cv_folds": 2},
+    "data": {"cv_folds": 2, "locked_test_persons": ["sub-9584"]},  # one person locked away (test_locked_test.py)
     "train": {"epochs": 1, "max_slices": 8, "sweep": True, "export_onnx": False},
     "pipeline": {"variants": ["scratch_noaug"], "adapted_variant": True, "train_persons": [1, "all"],
                  "curve_variants": ["pretrained_adapted"]},

@@ -1,6 +1,6 @@
 """The hand-written Guo & Hall (1989, algorithm A1) thinning pedgm_kit used before scikit-image's ``thin``.
 
-Kept as an independent reference: ``tests/test_metrics_crosscheck.py`` shows the two agree pixel for
+Kept as an independent reference: ``tests/metrics/test_metrics_crosscheck.py`` shows the two agree pixel for
 pixel, and ``benchmarks/bench_metrics.py`` times the switch. Not used by the package.
 """
 

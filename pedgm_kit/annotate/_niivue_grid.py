@@ -31,7 +31,7 @@ disagree on the axis order, but the rule is followed exactly.
 A drawing file loaded into NiiVue is reordered with *its own* header's permutation, so a draft is
 always sent with the image's header (see :mod:`pedgm_kit.annotate.correction`). The functions here
 are exact inverses of each other and are checked in a real browser by the round trip of
-``tests/test_annotate_browser.py`` (a LAS and an LPS scan).
+``tests/annotate/test_annotate_browser.py`` (a LAS and an LPS scan).
 """
 
 from __future__ import annotations

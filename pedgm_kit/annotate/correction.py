@@ -39,6 +39,7 @@ from ..exceptions import (
 )
 from ..io import (
     check_binary,
+    check_choice,
     check_output_path,
     check_same_grid,
     load_image,
@@ -261,8 +262,7 @@ class CorrectionEditor:
             raise ParameterError(f"review must be a pedgm_kit.viewer.ReviewLog; got {type(review).__name__}")
         if scan_id is not None and (not isinstance(scan_id, str) or not scan_id.strip()):
             raise ParameterError(f"scan_id must be a non-empty string; got {scan_id!r}")
-        if zoom not in ZOOM_LEVELS.values():
-            raise ParameterError(f"zoom must be one of {', '.join(f'{z:g}' for z in ZOOM_LEVELS.values())}; got {zoom!r}")
+        check_choice(zoom, tuple(ZOOM_LEVELS.values()), name="zoom")
         if isinstance(height, bool) or not isinstance(height, (int, np.integer)) or height < 100:
             raise ParameterError(f"height must be an integer number of pixels >= 100; got {height!r}")
         if isinstance(uncertainty_opacity, bool) or not isinstance(uncertainty_opacity, (int, float)) \

@@ -22,6 +22,11 @@ import pandas as pd
 
 from ..datasets import Scan
 from ..exceptions import ParameterError
+from ..layout import PREPROCESSED_DIR, RunLayout
+from ..io import check_choice
+from ..schema import LAYOUTS, SCHEMA
+
+_PRE = SCHEMA["preprocess"]  # notebook 01's parameters: the retraining defaults
 
 __all__ = ["manual_mask_path", "rank_drafts", "retrain_on_labelled"]
 
@@ -33,8 +38,7 @@ def manual_mask_path(scan: Scan, *, root: str | os.PathLike, layout: str = "bids
     image, root = Path(scan.image), Path(root)
     if layout == "folders":
         return image.parent / gm_name
-    if layout != "bids":
-        raise ParameterError(f"layout must be 'bids' or 'folders'; got {layout!r}")
+    check_choice(layout, LAYOUTS, name="layout")
     name = image.name
     stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else image.stem
     return root / labels_dir / image.parent.relative_to(root) / f"{stem}{gm_suffix}.nii.gz"
@@ -62,38 +66,43 @@ def rank_drafts(drafts: dict[str, str | os.PathLike]) -> pd.DataFrame:
     return table.sort_values("score", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def retrain_on_labelled(index, output_dir: str | os.PathLike, *, init_weights: str = "challenge", epochs: int = 3,
-                        max_slices: int = 24, seed: int = 0, spacing_mm: float = 0.25, window: int = 200,
-                        val_fraction: float = 0.25) -> dict:
+def retrain_on_labelled(index, output_dir: str | os.PathLike, *,
+                        init_weights: str = _PRE["draft_model"].default,
+                        epochs: int = _PRE["retrain_epochs"].default,
+                        max_slices: int = SCHEMA["train"]["max_slices"].default,
+                        seed: int = _PRE["seed"].default,
+                        spacing_mm: float = _PRE["spacing_mm"].default,
+                        window: int = _PRE["window"].default,
+                        val_fraction: float = SCHEMA["data"]["val_fraction"].default) -> dict:
     """Fine-tune the pretrained network (no augmentation) on every labelled scan of ``index``.
 
-    Preprocesses the labelled scans into ``<output_dir>/preprocessed``, splits them by person into
+    The defaults are notebook 01's (``draft_model``, ``retrain_epochs``, ``spacing_mm``, ``window``),
+    notebook 04's CPU demo ``max_slices`` and notebook 02's ``val_fraction`` (:mod:`pedgm_kit.schema`).
+
+    Preprocesses the labelled scans into ``<output_dir>/preprocessed`` (with notebook 01's
+    ``index.csv``: :func:`pedgm_kit.preprocess.preprocess_dataset`), splits them by person into
     train and validation (``val_fraction``, seeded; no test split: the new drafts are the test),
     builds the arrays and trains. Returns the training summary with ``weights``: the new
     ``best.hdf5`` to draft with next.
     """
     from ..data_creation import write_arrays
-    from ..preprocess import preprocess_scan, save_preprocessed
+    from ..preprocess import preprocess_dataset
     from ..splits import auto_split
     from ..train import TrainConfig, train_variant
 
     output_dir = Path(output_dir)
     if len(index.persons()) < 2:
         raise ParameterError(f"retraining needs labelled scans of at least 2 persons; the dataset has {len(index.persons())}")
-    pre = output_dir / "preprocessed"
-    pre.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for scan in index.scans:
-        paths = save_preprocessed(preprocess_scan(scan, spacing_mm=spacing_mm, size=window), pre, overwrite=True)
-        rows.append({"scan_id": scan.scan_id, "person_id": scan.person_id, "image": paths["image"].name})
-    frame = pd.DataFrame(rows)
+    frame = preprocess_dataset(index.scans, output_dir, spacing_mm=spacing_mm, size=window, qc=False, progress=False)
+    pre = output_dir / PREPROCESSED_DIR
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         split = auto_split(frame, fractions=(1 - val_fraction, val_fraction), names=("train", "val"), seed=seed)
     split["test"] = []
-    write_arrays(frame, split, root=pre, data_dir=output_dir / "data")
+    lay = RunLayout(output_dir)
+    write_arrays(frame, split, root=pre, data_dir=lay.data)
     config = TrainConfig(pretrained=True, augment=False, init_weights=init_weights, epochs=epochs,
                          max_slices=max_slices, seed=seed)
-    summary = train_variant(output_dir / "data", output_dir / "train", config, verbose=0, export_onnx=False)
-    summary["weights"] = str(output_dir / "train" / summary["variant"] / "best.hdf5")
+    summary = train_variant(lay.data, lay.train, config, verbose=0, export_onnx=False)
+    summary["weights"] = str(lay.weights(summary["variant"]))
     return summary

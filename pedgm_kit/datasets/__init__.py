@@ -25,8 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..exceptions import ParameterError
-from ..io import AFFINE_ATOL_MM
+from ..io import AFFINE_ATOL_MM, check_choice
 from ._checks import mask_array, validate_scan
 from ._records import DatasetIndex, DatasetWarning, Scan
 from .bids import discover_bids
@@ -79,8 +78,7 @@ def discover(root: str | Path, *, layout: str = "bids", **options) -> DatasetInd
     ParameterError
         An unknown layout.
     """
-    if layout not in LAYOUTS:
-        raise ParameterError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}; got {layout!r}")
+    check_choice(layout, LAYOUTS, name="layout")
     if layout == "bids":
         options = {k: v for k, v in options.items() if k not in FOLDER_OPTIONS}
     return LAYOUTS[layout](root, **options)

@@ -34,6 +34,7 @@ from .figures import (
     plot_person_dice,
     plot_result_summary,
     plot_retest_areas,
+    save_figure,
 )
 from .folds import collect_curve, curve_table, per_fold_table, plot_efficiency
 from .models import (
@@ -56,16 +57,22 @@ from .scoring import (
     score_pair,
     slice_axis,
 )
-from .tables import summary_table, wide_table, write_tables
+from .selection import ScanSelection, results_record, select_scans
+from .tables import save_table, summary_table, wide_table, write_tables
 from .uncertainty import UNCERTAINTY_METRIC, auroc, clustered_auroc, plot_uncertainty, uncertainty_table
 
 __all__ = [
+    "ScanSelection",
+    "results_record",
+    "select_scans",
     "AREA_METRICS",
     "DEFAULT_MASK_PATTERN",
     "FolderPredictor",
     "add_trained",
     "make_predictor",
     "mark_simulated",
+    "save_figure",
+    "save_table",
     "SCOPE_NOTE",
     "TIDY_COLUMNS",
     "UNCERTAINTY_METRIC",

@@ -24,6 +24,7 @@ from .scoring import slice_axis
 from .tables import pivot
 
 __all__ = [
+    "save_figure",
     "mark_simulated",
     "plot_forest",
     "plot_metric_boxplots",
@@ -31,6 +32,22 @@ __all__ = [
     "plot_result_summary",
     "plot_retest_areas",
 ]
+
+
+def save_figure(fig, evaluation_dir: str | os.PathLike, key: str, *, dpi: int = 110):
+    """Save ``fig`` as notebook 05's figure ``key`` (:data:`pedgm_kit.layout.EVALUATION_FILES`), atomically.
+
+    Returns the path written (e.g. ``save_figure(fig, eval_dir, "person_dice")``:
+    ``<eval_dir>/person_dice.png``).
+    """
+    from .._utils import atomic_path
+    from ..layout import evaluation_path
+
+    path = evaluation_path(evaluation_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip("."))
+    return path
 
 
 def mark_simulated(fig, label: str):

@@ -10,16 +10,15 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..exceptions import ParameterError
+from ..layout import TrainPlan
 from .scoring import person_scores
 
 __all__ = ["collect_curve", "curve_table", "per_fold_table", "plot_efficiency"]
@@ -55,8 +54,9 @@ def per_fold_table(tidy: pd.DataFrame, *, metric: str = "DSC") -> pd.DataFrame:
 def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
     """Every training run's held-out Dice, by fold, variant and number of training persons.
 
-    Reads ``<train_dir>/fold-<k>/<variant>/summary.json`` (all training persons) and
-    ``<train_dir>/fold-<k>/persons-<n>/<variant>/summary.json`` (the nested subsets). Each run's
+    Enumerates the cross-validation runs of the training folder's plan
+    (:meth:`pedgm_kit.layout.TrainPlan.of`: fold, variant, person subset) and reads each run's
+    ``summary.json`` (all training persons, and the nested subsets). Each run's
     ``test_dice`` is its model's, at the model's own threshold, scored on the fold's full test scans
     per person (:data:`pedgm_kit.evaluate.scoring.TEST_SCORING`): the same numbers as the evaluation.
 
@@ -70,20 +70,17 @@ def collect_curve(train_dir: str | os.PathLike) -> pd.DataFrame:
         there is none.
     """
     rows = []
-    paths = sorted(Path(train_dir).glob("fold-*/**/summary.json"))
-    curve_variants = {p.parent.name for p in paths if any(part.startswith("persons-") for part in p.parts)}
-    for path in paths:
-        summary = json.loads(path.read_text())
-        if summary["variant"] not in curve_variants:
-            continue  # trained on all persons only: not part of the curve
-        fold = int(next(p for p in path.parts if p.startswith("fold-")).split("-")[1])
-        subset = next((p.split("-", 1)[1] for p in path.parts if p.startswith("persons-")), "all")
+    plan = TrainPlan.of(train_dir)
+    curve_variants = {r.variant for r in plan.runs if r.fold and r.persons}
+    for run, summary in plan.summaries(train_dir):
+        if not run.fold or summary.variant not in curve_variants:
+            continue  # no cross-validation, or trained on all persons only: not part of the curve
         rows.append({
-            "fold": fold, "variant": summary["variant"], "subset": subset,
-            "n_persons": len(summary.get("train_persons") or []),
-            "test_dice": summary.get("test_dice"), "baseline_test_dice": summary.get("baseline_test_dice"),
-            "threshold": summary.get("threshold"), "threshold_rule": summary.get("threshold_rule"),
-            "test_persons": len(summary.get("test_persons") or []),
+            "fold": run.fold, "variant": summary.variant, "subset": str(run.persons) if run.persons else "all",
+            "n_persons": len(summary.train_persons or []),
+            "test_dice": summary.test_dice, "baseline_test_dice": summary.baseline_test_dice,
+            "threshold": summary.threshold, "threshold_rule": summary.threshold_rule,
+            "test_persons": len(summary.test_persons or []),
         })
     columns = ["fold", "variant", "subset", "n_persons", "test_dice", "baseline_test_dice", "threshold",
                "threshold_rule", "test_persons"]

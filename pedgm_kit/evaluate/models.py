@@ -33,6 +33,7 @@ from ..io import (
     open_nifti,
     save_like,
 )
+from ..layout import FOLD_PLACEHOLDER, WEIGHTS_FILE
 from ..registry import BUILTIN_MODELS
 
 __all__ = [
@@ -106,7 +107,7 @@ def add_trained(models, train_dir: str | os.PathLike) -> dict[str, str]:
     labels = model_labels(models)
     folder = Path(train_dir) if train_dir else None
     if folder is not None and folder.is_dir():
-        for weights in sorted(folder.glob("*/best.hdf5")):
+        for weights in sorted(folder.glob(f"*/{WEIGHTS_FILE}")):
             labels.setdefault(weights.parent.name, str(weights))
     return labels
 
@@ -148,9 +149,9 @@ class SegmenterPredictor:
     """Predicts by segmenting with a loaded model (:class:`pedgm_kit.segment.Segmenter`)."""
 
     def __init__(self, spec: str, *, cord_scale=None, uncertainty: str | None = None):
-        from ..segment import Segmenter
+        from ..segment import load_segmenter
 
-        self.segmenter = Segmenter(spec)
+        self.segmenter = load_segmenter(spec)  # a variant of fold models is their ensemble (a locked test set)
         self.cord_scale = cord_scale
         self.uncertainty = uncertainty or None
         self.last_scores: list[dict] | None = None  # per-slice uncertainty of the last prediction
@@ -206,18 +207,20 @@ class FolderPredictor:
 def fold_model(spec: str, fold: int | None) -> str:
     """The specification of fold ``fold``'s model: ``{fold}`` replaced by the fold number."""
     spec = str(spec)
-    if "{fold}" in spec:
+    if FOLD_PLACEHOLDER in spec:
         if fold is None:
             raise ParameterError(f"model {spec!r} depends on the fold, but the evaluation has no folds")
-        spec = spec.replace("{fold}", str(int(fold)))
+        spec = spec.replace(FOLD_PLACEHOLDER, str(int(fold)))
     return spec
 
 
 def make_predictor(spec: str, *, fold: int | None = None, mask_pattern: str = DEFAULT_MASK_PATTERN, cord_scale=None,
                    uncertainty: str | None = None):
     """The predictor of a model specification (see the module docstring), for ``fold`` if templated."""
+    from ..segment.ensemble import is_ensemble
+
     spec = fold_model(spec, fold)
-    if spec not in BUILTIN_MODELS and Path(spec).is_dir():
+    if spec not in BUILTIN_MODELS and Path(spec).is_dir() and not is_ensemble(spec):
         return FolderPredictor(spec, pattern=mask_pattern)
     return SegmenterPredictor(spec, cord_scale=cord_scale, uncertainty=uncertainty)
 

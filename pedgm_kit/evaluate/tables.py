@@ -12,6 +12,7 @@ import pandas as pd
 
 from .._utils import atomic_path
 from ..exceptions import ParameterError
+from ..layout import METRICS_PREFIX, evaluation_path
 from ..metrics import HIGHER_IS_BETTER, METRICS
 from .scoring import AREA_METRICS, SCOPE_NOTE
 
@@ -92,7 +93,16 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_tables(tidy: pd.DataFrame, output_dir: str | os.PathLike, *, prefix: str = "metrics") -> dict[str, Path]:
+def save_table(frame: pd.DataFrame, evaluation_dir: str | os.PathLike, key: str) -> Path:
+    """Write ``frame`` as notebook 05's CSV ``key`` (:data:`pedgm_kit.layout.EVALUATION_FILES`), atomically.
+
+    Returns the path written. Examples: ``save_table(failures, eval_dir, "failures")`` writes
+    ``<eval_dir>/failures.csv``.
+    """
+    return _atomic(evaluation_path(evaluation_dir, key), lambda p: frame.to_csv(p, index=False))
+
+
+def write_tables(tidy: pd.DataFrame, output_dir: str | os.PathLike, *, prefix: str = METRICS_PREFIX) -> dict[str, Path]:
     """Write the metrics as CSV and Excel, readable without Jupyter.
 
     Files (each written atomically, replacing an older one):

@@ -7,8 +7,9 @@ Dice (negative is good) measure that.
 
 The AUROC is reported within one condition at a time (one evaluation = one condition; the benchmark
 keeps its conditions apart): pooling scans as acquired with scans under a simulated shift rewards a
-score for telling the conditions apart, not bad slices within one. Its interval resamples *scans*
-(:func:`clustered_auroc`: slices of one scan are not independent); its coverage was not measured by
+score for telling the conditions apart, not bad slices within one. Its interval resamples *persons*
+(:func:`clustered_auroc`: the person is the unit; slices of one scan, and the scans of one person --
+sessions, rescans -- are not independent); its coverage was not measured by
 ``benchmarks/ci_coverage.py``, so it is labelled descriptive.
 """
 
@@ -19,6 +20,8 @@ import math
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+from ..exceptions import ParameterError
 
 __all__ = ["UNCERTAINTY_METRIC", "auroc", "clustered_auroc", "plot_uncertainty", "uncertainty_table"]
 
@@ -40,19 +43,19 @@ def auroc(scores, positives) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def clustered_auroc(scores, positives, clusters, *, n_boot: int = 2000, seed: int = 0,
+def clustered_auroc(scores, positives, persons, *, n_boot: int = 2000, seed: int = 0,
                     level: float = 0.95) -> dict:
-    """AUROC with a percentile interval that resamples clusters (scans), not slices.
+    """AUROC with a percentile interval that resamples persons, not slices or scans.
 
-    Each of ``n_boot`` resamples draws as many scans as there are, with replacement, and computes
-    the AUROC over all slices of the drawn scans; resamples without a positive or a negative are
-    left out (counted in ``n_boot_used``). Descriptive: the coverage of this interval was not
-    measured.
+    The person is the unit: each of ``n_boot`` resamples draws as many persons as there are, with
+    replacement, and computes the AUROC over all slices of all scans of the drawn persons (two
+    sessions of one person travel together); resamples without a positive or a negative are left out
+    (counted in ``n_boot_used``). Descriptive: the coverage of this interval was not measured.
 
     Parameters
     ----------
-    scores, positives, clusters : array_like, same length
-        Per-slice score, whether the slice failed, and its scan id.
+    scores, positives, persons : array_like, same length
+        Per-slice score, whether the slice failed, and the person the slice's scan belongs to.
     n_boot : int, default 2000
     seed : int, default 0
     level : float, default 0.95
@@ -60,11 +63,12 @@ def clustered_auroc(scores, positives, clusters, *, n_boot: int = 2000, seed: in
     Returns
     -------
     dict
-        ``auroc, ci_low, ci_high, n_clusters, n_boot_used`` (NaN interval with fewer than 2 scans).
+        ``auroc, ci_low, ci_high, n_clusters`` (persons), ``n_boot_used`` (NaN interval with fewer
+        than 2 persons).
     """
     scores = np.asarray(scores, float)
     positives = np.asarray(positives, bool)
-    codes, uniques = pd.factorize(pd.Series(np.asarray(clusters, dtype=object)))
+    codes, uniques = pd.factorize(pd.Series(np.asarray(persons, dtype=object)))
     out = {"auroc": auroc(scores, positives), "ci_low": math.nan, "ci_high": math.nan,
            "n_clusters": int(len(uniques)), "n_boot_used": 0}
     if len(uniques) < 2 or not math.isfinite(out["auroc"]):
@@ -85,17 +89,20 @@ def clustered_auroc(scores, positives, clusters, *, n_boot: int = 2000, seed: in
 
 
 def _pairs(tidy: pd.DataFrame) -> pd.DataFrame:
+    if "person" not in tidy.columns:
+        raise ParameterError(f"the tidy table has no 'person' column (persons are the unit); has {list(tidy.columns)}")
     sub = tidy[(tidy["level"] == "slice") & tidy["metric"].isin(["DSC", UNCERTAINTY_METRIC])]
-    wide = sub.pivot_table(index=["model", "scan", "slice"], columns="metric", values="value", aggfunc="first")
+    wide = sub.pivot_table(index=["model", "person", "scan", "slice"], columns="metric", values="value",
+                           aggfunc="first")
     if UNCERTAINTY_METRIC not in wide.columns or "DSC" not in wide.columns:
-        return pd.DataFrame(columns=["model", "scan", "slice", "DSC", UNCERTAINTY_METRIC])
+        return pd.DataFrame(columns=["model", "person", "scan", "slice", "DSC", UNCERTAINTY_METRIC])
     return wide.dropna(subset=["DSC", UNCERTAINTY_METRIC]).reset_index()
 
 
 def uncertainty_table(tidy: pd.DataFrame, *, dice_below: float = 0.8, n_boot: int = 2000,
                       seed: int = 0) -> pd.DataFrame:
-    """Per model: slices, scans, failed slices (Dice < ``dice_below``), AUROC with a scan-clustered
-    interval (:func:`clustered_auroc`, descriptive), Spearman rho.
+    """Per model: slices, scans, persons, failed slices (Dice < ``dice_below``), AUROC with a
+    person-clustered interval (:func:`clustered_auroc`, descriptive), Spearman rho.
 
     The tidy table is one condition (one evaluation); do not pool conditions into one table.
     """
@@ -105,12 +112,13 @@ def uncertainty_table(tidy: pd.DataFrame, *, dice_below: float = 0.8, n_boot: in
         failed = grp["DSC"].to_numpy(float) < dice_below
         score = grp[UNCERTAINTY_METRIC].to_numpy(float)
         rho = sps.spearmanr(score, grp["DSC"].to_numpy(float)).statistic if len(grp) > 2 else math.nan
-        clustered = clustered_auroc(score, failed, grp["scan"].to_numpy(), n_boot=n_boot, seed=seed)
-        rows.append({"model": model, "slices": len(grp), "scans": clustered["n_clusters"],
+        clustered = clustered_auroc(score, failed, grp["person"].to_numpy(), n_boot=n_boot, seed=seed)
+        rows.append({"model": model, "slices": len(grp), "scans": int(grp["scan"].nunique()),
+                     "persons": clustered["n_clusters"],
                      "failed": int(failed.sum()), "auroc": clustered["auroc"],
                      "auroc_ci_low": clustered["ci_low"], "auroc_ci_high": clustered["ci_high"],
                      "spearman": float(rho)})
-    return pd.DataFrame(rows, columns=["model", "slices", "scans", "failed", "auroc", "auroc_ci_low",
+    return pd.DataFrame(rows, columns=["model", "slices", "scans", "persons", "failed", "auroc", "auroc_ci_low",
                                        "auroc_ci_high", "spearman"])
 
 

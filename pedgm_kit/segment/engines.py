@@ -25,10 +25,11 @@ import numpy as np
 
 from .._backend import keras
 from ..exceptions import InputFileError, ParameterError
+from ..io import check_choice
+from ..schema import ENGINES
 
 __all__ = ["ENGINES", "MAX_BATCH_SIZE", "Engine", "make_engine"]
 
-ENGINES = ("auto", "keras", "xla", "onnx", "openvino")
 
 #: Largest batch (windows per forward pass) an engine accepts. A compiled engine pads every batch to
 #: this size, so an absurd value would allocate an absurd tensor; 512 windows of 200x200 are about
@@ -171,8 +172,7 @@ def _auto() -> str:
 
 def make_engine(name: str, model, *, batch_size: int, weights: str | os.PathLike, input_size: int) -> Engine:
     """The engine called ``name`` (one of :data:`ENGINES`) for a loaded model."""
-    if name not in ENGINES:
-        raise ParameterError(f"engine must be one of {', '.join(ENGINES)}; got {name!r}")
+    check_choice(name, ENGINES, name="engine")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ParameterError(f"batch size (--batch-size) must be an integer from 1 to {MAX_BATCH_SIZE}; got {batch_size!r}")

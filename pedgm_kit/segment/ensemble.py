@@ -13,8 +13,9 @@ found beside it) or a folder holding ``fold-*/best.hdf5``:
    differ) where one model thresholds its own map: on the model grid (the members' model-grid maps
    averaged), then resampled to the input grid and cut at 0.5 -- thresholding the resampled mean at
    0.999 instead would erode every mask;
-4. the members' disagreement -- the standard deviation of their maps, per voxel -- is the
-   uncertainty map (``<output>_uncertainty.nii.gz`` and per-slice scores, method ``ensemble``).
+4. when an uncertainty map is asked for (as for one model: ``uncertainty=...``, ``pedgm segment
+   --uncertainty``), the members' disagreement -- the standard deviation of their maps, per voxel --
+   is the map (``<output>_uncertainty.nii.gz`` and per-slice scores, method ``ensemble``).
 
 A single ``.hdf5`` (or a folder holding ``best.hdf5``) stays a single model: :func:`load_segmenter`
 returns a plain :class:`~pedgm_kit.segment.Segmenter` for it.
@@ -30,12 +31,17 @@ import nibabel as nib
 import numpy as np
 
 from ..exceptions import InputFileError, ParameterError
-from ..io import load_image, source_name, to_image_like
+from ..io import check_choice, load_image, source_name, to_image_like
+from ..layout import SUMMARY_JSON, WEIGHTS_FILE, fold_members
 from ..registry import BUILTIN_MODELS
 from .segmenter import DEFAULT_PADDING, Segmenter
-from .uncertainty import slice_scores
+from .uncertainty import UNCERTAINTY_METHODS, slice_scores
 
-__all__ = ["EnsembleSegmenter", "ensemble_members", "ensemble_threshold", "is_ensemble", "load_segmenter"]
+__all__ = ["ENSEMBLE_UNCERTAINTY", "EnsembleSegmenter", "ensemble_members", "ensemble_threshold", "is_ensemble", "load_segmenter"]
+
+
+#: The uncertainty method of an ensemble: its members' disagreement (per-voxel standard deviation).
+ENSEMBLE_UNCERTAINTY = "ensemble"
 
 
 def ensemble_members(model: str | os.PathLike) -> list[Path]:
@@ -44,15 +50,7 @@ def ensemble_members(model: str | os.PathLike) -> list[Path]:
     Sorted by fold number. Raises :class:`InputFileError` when neither layout holds any.
     """
     path = Path(model)
-
-    def fold_number(p: Path) -> int:
-        part = next(x for x in p.parts[::-1] if x.startswith("fold-"))
-        tail = part.removeprefix("fold-")
-        return int(tail) if tail.isdigit() else 10**6
-
-    found = sorted(path.glob("fold-*/best.hdf5"), key=fold_number) if path.is_dir() else []
-    if not found:
-        found = sorted(path.parent.glob(f"fold-*/{path.name}/best.hdf5"), key=fold_number)
+    found = fold_members(path)
     if not found:
         raise InputFileError(
             f"No such model: '{path}' (a .hdf5 weights file, a folder with best.hdf5, or a variant of a "
@@ -65,7 +63,7 @@ def is_ensemble(model) -> bool:
     if isinstance(model, Segmenter) or str(model) in BUILTIN_MODELS:
         return False
     path = Path(model)
-    if path.is_file() or (path.is_dir() and (path / "best.hdf5").is_file()):
+    if path.is_file() or (path.is_dir() and (path / WEIGHTS_FILE).is_file()):
         return False
     try:
         return len(ensemble_members(path)) > 0
@@ -74,7 +72,7 @@ def is_ensemble(model) -> bool:
 
 
 def _member_threshold(weights: Path) -> tuple[float | None, str | None]:
-    for source in (weights.parent / "summary.json", weights.with_suffix(".json")):
+    for source in (weights.parent / SUMMARY_JSON, weights.with_suffix(".json")):
         if source.is_file():
             try:
                 data = json.loads(source.read_text(encoding="utf-8"))
@@ -131,21 +129,21 @@ class EnsembleSegmenter(Segmenter):
         paths = [Path(m) for m in members] if members is not None else ensemble_members(model)
         if len(paths) < 2:
             raise ParameterError(f"an ensemble needs at least 2 member models; got {len(paths)}")
+        # the first member's settings, checks and geometry, as for one model (its load is cached: the
+        # member built from it below reuses it)
+        super().__init__(paths[0], batch_size=batch_size, engine=engine, padding=padding)
         self.members = [Segmenter(p, batch_size=batch_size, engine=engine, padding=padding) for p in paths]
         threshold, rule = ensemble_threshold(paths)
-        first = self.members[0]
-        self.metadata = {**first.metadata, "threshold": threshold, "threshold_rule": rule,
+        self.metadata = {**self.metadata, "threshold": threshold, "threshold_rule": rule,
                          "source": str(model if model is not None else paths[0].parent),
                          "members": [str(p) for p in paths]}
-        self.model, self.engine, self.window, self.padding = first.model, first.engine, first.window, padding
-        self.batch_size, self.spacing_mm = first.batch_size, first.spacing_mm
 
     @property
     def windows_predicted(self) -> int:
         return sum(m.windows_predicted for m in self.members)
 
     @windows_predicted.setter
-    def windows_predicted(self, value: int) -> None:  # Segmenter.__init__ API compatibility
+    def windows_predicted(self, value: int) -> None:  # Segmenter.__init__ sets it: the members count
         pass
 
     def member_probabilities(self, image, **kwargs) -> list[nib.Nifti1Image]:
@@ -155,21 +153,24 @@ class EnsembleSegmenter(Segmenter):
 
     def segment(self, image, *, cord_mask=None, threshold: float | None = None, tta: bool = False, seed: int = 0,
                 centre_on_cord: bool = True, cord_scale=None, uncertainty: str | None = None) -> nib.Nifti1Image:
-        """Segment with every member; the mean probability thresholded, the members' spread as uncertainty.
+        """Segment with every member: the mean probability thresholded; with ``uncertainty``, the spread.
 
-        ``threshold=0`` returns the mean probability map (float32). ``uncertainty`` is accepted for
-        the API's sake: an ensemble's uncertainty map is always its members' standard deviation.
+        ``threshold=0`` returns the mean probability map (float32). As for one model, the
+        uncertainty map is made only when asked: ``uncertainty`` ``"ensemble"`` (or a one-model
+        method, ``"tta"``/``"mc_dropout"``: an ensemble's uncertainty is always its members'
+        disagreement, the per-voxel standard deviation of their maps, recorded as method
+        ``ensemble``); None or "" makes none.
         """
         threshold = float(self.metadata["threshold"]) if threshold is None else threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
             raise ParameterError(f"threshold must be a number in [0, 1), got {threshold!r}")
+        check_choice(uncertainty, (ENSEMBLE_UNCERTAINTY, *UNCERTAINTY_METHODS, "", None), name="uncertainty")
         name = source_name(image)
         img = load_image(image, name=name)
         maps = self.member_probabilities(img, cord_mask=cord_mask, tta=tta, seed=seed, centre_on_cord=centre_on_cord,
                                          cord_scale=cord_scale)
         stack = np.stack([np.asanyarray(m.dataobj, dtype=np.float32) for m in maps])
         mean = stack.mean(axis=0)
-        spread = stack.std(axis=0)
         if threshold > 0:
             out = to_image_like(self._threshold(maps, mean, threshold), img, dtype=np.uint8)
         else:
@@ -177,11 +178,13 @@ class EnsembleSegmenter(Segmenter):
         out.extra["pedgm_segment"] = {"ensemble": self.metadata["members"], "threshold": threshold,
                                       "threshold_rule": self.metadata["threshold_rule"],
                                       "members": [m.extra.get("pedgm_segment", {}) for m in maps]}
-        umap = to_image_like(np.clip(spread, 0.0, 1.0).astype(np.float32), img, dtype=np.float32)
-        out.extra["pedgm_uncertainty"] = {"method": "ensemble", "map": umap,
-                                          "slices": slice_scores(umap, out if threshold > 0 else None)}
+        if uncertainty:
+            spread = stack.std(axis=0)
+            umap = to_image_like(np.clip(spread, 0.0, 1.0).astype(np.float32), img, dtype=np.float32)
+            out.extra["pedgm_uncertainty"] = {"method": ENSEMBLE_UNCERTAINTY, "map": umap,
+                                              "slices": slice_scores(umap, out if threshold > 0 else None)}
+            out.extra["pedgm_segment"]["uncertainty"] = ENSEMBLE_UNCERTAINTY
         return out
-
 
     @staticmethod
     def _threshold(maps, mean: np.ndarray, threshold: float) -> np.ndarray:
@@ -210,6 +213,6 @@ def load_segmenter(model: str | os.PathLike | Segmenter = "challenge", **kwargs)
     if is_ensemble(model):
         return EnsembleSegmenter(model, **kwargs)
     path = Path(model)
-    if str(model) not in BUILTIN_MODELS and path.is_dir() and (path / "best.hdf5").is_file():
-        model = path / "best.hdf5"
+    if str(model) not in BUILTIN_MODELS and path.is_dir() and (path / WEIGHTS_FILE).is_file():
+        model = path / WEIGHTS_FILE
     return Segmenter(model, **kwargs)

@@ -35,6 +35,7 @@ from ..exceptions import ParameterError
 from ..geometry import ModelGrid, Window, centres_from_mask
 from ..io import (
     check_binary,
+    check_choice,
     check_output_path,
     check_same_grid,
     default_output_path,
@@ -45,6 +46,7 @@ from ..io import (
 )
 from ..model import load_model
 from ..registry import BUILTIN_MODELS
+from ..schema import PADDINGS
 from .cord_scale import SCALE_TOLERANCE, check_cord_scale, estimate_cord_scale, median_gm_area_mm2
 from .engines import make_engine
 from .uncertainty import UNCERTAINTY_METHODS, mc_dropout_passes, save_uncertainty, slice_scores, uncertainty_paths
@@ -58,8 +60,8 @@ class SegmentationWarning(UserWarning):
 
 _PROBE_SLICES = 8  # slices around the middle predicted first, to tell whether the cord is off centre
 
-#: How the window is filled where it leaves a small field of view (see :class:`Segmenter`).
-PADDINGS = ("reflect", "mean", "background", "none")
+#: How the window is filled where it leaves a small field of view (one of :data:`PADDINGS`, from
+#: :mod:`pedgm_kit.schema`; see :class:`Segmenter`).
 DEFAULT_PADDING = "reflect"
 
 
@@ -98,8 +100,7 @@ class Segmenter:
                  padding: str = DEFAULT_PADDING):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if padding not in PADDINGS:
-            raise ParameterError(f"padding must be one of {', '.join(PADDINGS)}; got {padding!r}")
+        check_choice(padding, PADDINGS, name="padding")
         if str(model) in BUILTIN_MODELS:
             spec, stamp = str(model), ()
         else:
@@ -151,8 +152,7 @@ class Segmenter:
             raise ParameterError(f"threshold must be a number in [0, 1), got {threshold!r}")
         threshold = float(threshold)
         scale = check_cord_scale(cord_scale)
-        if uncertainty not in (None, "", *UNCERTAINTY_METHODS):
-            raise ParameterError(f"uncertainty must be one of {', '.join(UNCERTAINTY_METHODS)} or None; got {uncertainty!r}")
+        check_choice(uncertainty, (*UNCERTAINTY_METHODS, "", None), name="uncertainty")
         name = source_name(image)
         img = load_image(image, name=name)  # the input layer: header, voxels and geometry (check_geometry)
         mask_data = None

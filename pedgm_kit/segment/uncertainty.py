@@ -16,12 +16,12 @@ import nibabel as nib
 import numpy as np
 
 from ..io import check_output_path, default_output_path, save_like
+from ..schema import UNCERTAINTY_METHODS  # the methods, re-exported here
 
 __all__ = ["UNCERTAINTY_METHODS", "mc_dropout_passes", "save_uncertainty", "slice_scores", "uncertainty_paths"]
 
-#: Per-voxel uncertainty of a segmentation (``uncertainty=``): the spread of the network's output
-#: over test-time augmentation passes or Monte-Carlo dropout passes (benchmarks/uncertainty.py).
-UNCERTAINTY_METHODS = ("tta", "mc_dropout")
+# Per-voxel uncertainty of a segmentation (``uncertainty=``, one of UNCERTAINTY_METHODS): the spread of the
+# network's output over test-time augmentation passes or Monte-Carlo dropout passes (benchmarks/uncertainty.py).
 
 
 def mc_dropout_passes(model, windows: np.ndarray, *, passes: int, seed: int, batch_size: int):

@@ -9,6 +9,8 @@
   splits and balances a category column (region code, site) as well as it can.
 - :func:`split_table`, :func:`plot_split_counts` and :func:`check_person_grouping` describe and
   check a split.
+- :func:`hold_out_locked` removes a locked test set (``data: locked_test_persons``) before any split
+  (:mod:`pedgm_kit.splits.locked`).
 
 A split is a ``dict`` ``{split name: [scan id, ...]}``, in the order train, val, test.
 """
@@ -16,7 +18,9 @@ A split is a ``dict`` ``{split name: [scan id, ...]}``, in the order train, val,
 from __future__ import annotations
 
 from .auto import auto_split, kfold_split, nested_person_subsets
+from .choose import SplitChoice, choose_splits
 from .describe import check_person_grouping, plot_split_counts, split_table
+from .locked import LOCKED_KEY, choose_locked_persons, hold_out_locked, locked_problems
 from .sheet import (
     DEFAULT_SPLIT_COLUMNS,
     REGION_CODES,
@@ -25,7 +29,13 @@ from .sheet import (
 )
 
 __all__ = [
+    "SplitChoice",
+    "choose_splits",
     "DEFAULT_SPLIT_COLUMNS",
+    "LOCKED_KEY",
+    "choose_locked_persons",
+    "hold_out_locked",
+    "locked_problems",
     "REGION_CODES",
     "auto_split",
     "kfold_split",

@@ -10,7 +10,7 @@ import pandas as pd
 from ..datasets import DatasetIndex
 from ..exceptions import PedgmError
 from ..geometry import slice_axis
-from ..io import errors_about, open_nifti
+from ..io import check_choice, errors_about, open_nifti
 from ._frames import as_frame, shared_value
 
 __all__ = ["check_person_grouping", "plot_split_counts", "split_table"]
@@ -152,8 +152,7 @@ def plot_split_counts(
         If ``value`` is not one of the choices, or ``column`` or a :func:`split_table` column
         is absent.
     """
-    if value not in _TABLE_VALUES:
-        raise PedgmError(f"value must be one of {list(_TABLE_VALUES)}, got {value!r}")
+    check_choice(value, _TABLE_VALUES, name="value")
     needed = ["split", "person_id", "n_scans", "n_slices"] + ([column] if column else [])
     absent = [c for c in needed if c not in table.columns]
     if absent:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..evaluate.scoring import TIDY_COLUMNS
+from ..evaluate.scoring import TIDY_COLUMNS, person_scores
 from ..exceptions import ParameterError
 from ..metrics import HIGHER_IS_BETTER
 from .failures import FAILURE_PENALTY_MM, _failed_units, penalise_failures
@@ -40,15 +40,21 @@ def person_means(tidy: pd.DataFrame, *, metric: str = "DSC", models: Sequence[st
     """Scan-level ``metric`` averaged per person: one row per person, one column per model.
 
     Only scans scored (finite) for every model in ``models`` are used, so each person's mean of
-    every model is over the same scans. Person order: order of appearance.
+    every model is over the same scans; the means are
+    :func:`pedgm_kit.evaluate.scoring.person_scores` (the toolkit's one per-person aggregation) in
+    wide form. Person order: order of appearance.
     """
     _check_tidy(tidy, TIDY_COLUMNS)
     sub = tidy[(tidy["level"] == "scan") & (tidy["metric"] == metric)]
     models = list(dict.fromkeys(sub["model"])) if models is None else list(models)
     wide = sub.pivot_table(index=["person", "scan"], columns="model", values="value", aggfunc="first", sort=False)
     wide = wide.reindex(columns=models).dropna()
-    means = wide.groupby(level="person", sort=False).mean()
-    means.columns.name = None
+    common = sub[sub["model"].isin(models) & pd.MultiIndex.from_frame(sub[["person", "scan"]]).isin(wide.index)]
+    # the one per-person aggregation of the toolkit (a person in one row whatever fold tested them)
+    per = person_scores(common.drop(columns="fold", errors="ignore"), metric=metric)
+    persons = list(dict.fromkeys(wide.index.get_level_values("person")))
+    means = per.pivot(index="person", columns="model", values="value").reindex(index=persons, columns=models)
+    means.index.name, means.columns.name = "person", None
     return means
 
 
@@ -97,7 +103,7 @@ def headline_table(
     rows = []
     for model in models:
         part = sub[(sub["model"] == model) & np.isfinite(sub["value"].astype(float))]
-        per_person = part.groupby("person", sort=False)["value"].mean().to_numpy(float)
+        per_person = person_scores(part.drop(columns="fold", errors="ignore"), metric=metric)["value"].to_numpy(float)
         failed = units[(units["model"] == model) & (units["level"] == "scan")] if len(units) else units
         inter = person_interval(per_person, with_failures=len(failed) > 0, n_boot=n_boot, seed=seed)
         rows.append({"model": model, "n_scans": int(len(part)), "n_persons": inter["n_persons"],

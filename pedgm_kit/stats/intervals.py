@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ..exceptions import ParameterError
+from ..io import check_choice
 
 __all__ = [
     "COVERAGE_BAND",
@@ -116,17 +117,16 @@ def simulate_differences(shape: str, *, n_persons: int, n_studies: int, rng: np.
     true_mean : float
         The population mean the intervals should cover.
     """
+    check_choice(shape, SHAPES, name="shape")
     size = (int(n_studies), int(n_persons))
     if shape == "normal":
         return rng.normal(_MEAN, _SD, size), _MEAN
     if shape == "skewed":
         return _MEAN - _SD * (rng.gamma(2.0, 1.0, size) - 2.0) / math.sqrt(2.0), _MEAN
-    if shape == "failure":
-        values = rng.normal(_MEAN, _SD, size)
-        failed = rng.random(size) < _FAILURE_RATE
-        values[failed] = rng.normal(_FAILURE_MEAN, _FAILURE_SD, int(failed.sum()))
-        return values, (1 - _FAILURE_RATE) * _MEAN + _FAILURE_RATE * _FAILURE_MEAN
-    raise ParameterError(f"shape must be one of {list(SHAPES)}; got {shape!r}")
+    values = rng.normal(_MEAN, _SD, size)  # "failure"
+    failed = rng.random(size) < _FAILURE_RATE
+    values[failed] = rng.normal(_FAILURE_MEAN, _FAILURE_SD, int(failed.sum()))
+    return values, (1 - _FAILURE_RATE) * _MEAN + _FAILURE_RATE * _FAILURE_MEAN
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,6 +218,7 @@ def batch_interval(values, method: str, *, level: float = LEVEL, n_boot: int = 2
     -------
     low, high : numpy.ndarray, shape (n_studies,)
     """
+    check_choice(method, METHODS, name="method")
     v = np.atleast_2d(np.asarray(values, dtype=float))
     if v.shape[1] < 2 or not np.isfinite(v).all():
         raise ParameterError(f"values must be finite with at least 2 persons per row; got shape {v.shape}")
@@ -225,10 +226,8 @@ def batch_interval(values, method: str, *, level: float = LEVEL, n_boot: int = 2
         return _t(v, level)
     if method == "wilcoxon_hl":
         return _wilcoxon_hl(v, level)
-    if method in ("bca", "percentile"):
-        return _bootstrap(v, level, bca=method == "bca", n_boot=int(n_boot),
-                          rng=rng if rng is not None else np.random.default_rng(0))
-    raise ParameterError(f"method must be one of {list(METHODS)}; got {method!r}")
+    return _bootstrap(v, level, bca=method == "bca", n_boot=int(n_boot),  # "bca" or "percentile"
+                      rng=rng if rng is not None else np.random.default_rng(0))
 
 
 def coverage(shape: str, *, n_persons: int, n_studies: int = 1000, n_boot: int = 2000, seed: int = 0,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..layout import FOLD_PLACEHOLDER, fold_dir, fold_folder
 from .compare import _failed_persons, person_means
 from .intervals import person_interval
 
@@ -117,7 +118,8 @@ def _command(model: str, kind: str, path: str | None, cv: bool) -> str:
         return f"pedgm segment <scans> --model {model}"
     weights = Path(path)
     if cv:  # <run>/train/fold-<k>/<variant>/best.hdf5 -> <run>/train/<variant>, the ensemble of its folds
-        folder = next((p for p in weights.parents if p.name.startswith("fold-")), None)
+        template = fold_dir(".", FOLD_PLACEHOLDER).name  # notebook 05's models: <train>/fold-{fold}/<variant>/...
+        folder = fold_folder(weights) or next((p for p in weights.parents if p.name == template), None)
         target = folder.parent / model if folder is not None else weights.parent
     else:
         target = weights

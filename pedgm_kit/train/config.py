@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any
 
 from ..exceptions import ParameterError
+from ..schema import SCHEMA, THRESHOLD_RULES, config_parameters, effective_values, section_problems
 
 __all__ = ["ADAPTED_VARIANT", "RECIPES", "THRESHOLD_GRID", "THRESHOLD_RULES", "VARIANTS", "TrainConfig",
            "a_priori_threshold"]
@@ -36,10 +40,10 @@ ADAPTED_VARIANT: dict[str, dict] = {
 }
 
 
-#: How a trained model's threshold is chosen (``TrainConfig.threshold``), each without looking at test data:
-#: "loss" -- fixed before training by the loss (:func:`a_priori_threshold`); "validation" -- the value of
-#: :data:`THRESHOLD_GRID` with the best validation Dice, chosen together with the epoch.
-THRESHOLD_RULES = ("loss", "validation")
+# How a trained model's threshold is chosen (``TrainConfig.threshold``; :data:`THRESHOLD_RULES`, from the
+# schema), each without looking at test data: "loss" -- fixed before training by the loss
+# (:func:`a_priori_threshold`); "validation" -- the value of :data:`THRESHOLD_GRID` with the best
+# validation Dice, chosen together with the epoch.
 
 #: Thresholds tried by the "validation" rule (SCT's 0.999 included).
 THRESHOLD_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.999)
@@ -60,97 +64,64 @@ def a_priori_threshold(loss: str, init_threshold: float) -> tuple[float, str]:
                                    f"({float(init_threshold):g}, SCT's)")
 
 
+def _refuse(values: Mapping[str, Any], *, library: bool = False) -> None:
+    """A :class:`ParameterError` naming every problem of these ``train`` values (the schema's checks)."""
+    problems = section_problems("train", values, library=library)
+    if problems:
+        raise ParameterError("invalid training parameters: " + ", ".join(
+            f"{k}={values[k]!r} ({SCHEMA['train'][k].requirement(values[k])})" if k else why for k, why in problems))
+
+
+def _fields() -> list[tuple]:
+    out = []
+    for p in config_parameters():
+        default = p.library_default
+        made = (field(default_factory=lambda d=default: copy.deepcopy(d)) if isinstance(default, (list, dict))
+                else field(default=default))
+        out.append((p.name, p.type, made))
+    return out
+
+
+#: The fields of :class:`TrainConfig`: the ``train`` parameters of :mod:`pedgm_kit.schema` marked ``config``,
+#: with their :attr:`~pedgm_kit.schema.Param.library_default` (the original study's values).
+_TrainFields = make_dataclass("_TrainFields", _fields(), namespace={"__module__": __name__})
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(_TrainFields):
     """Settings of one training run (defaults: the original study's).
+
+    The fields, their types, allowed values and defaults are those of :mod:`pedgm_kit.schema`'s
+    ``train`` section (the parameters marked ``config``); they are checked there, as a parameter
+    file is (:func:`pedgm_kit.schema.section_problems`). Notebook 04 uses smaller CPU demo sizes
+    for ``epochs`` and ``max_slices`` (``Param.default``); this class takes the study's
+    (``Param.study``). :meth:`from_parameters` builds one from a notebook's or a file's values.
 
     Attributes
     ----------
-    pretrained : bool
-        Start from ``init_weights`` (True) or from random initialisation (False).
-    init_weights : str
-        "challenge", "large" or a ``.hdf5`` path (used when ``pretrained``; also the baseline).
-    augment : bool
-        On-the-fly augmentation of the training batches.
-    epochs : int
-        Maximum number of epochs.
-    patience, min_delta : int, float
-        Early stopping (mode max) on the selection metric: the hard Dice of the whole validation
-        split at the model's threshold, pooled per person then averaged over persons
-        (``val_dice_hard``; the soft batch Dice is logged only).
-    batch_size : int
-    learning_rate : float
-    freeze : {"none", "early"}
-        "early" freezes the first two blocks (conv2d_1-2 and the dilation-2 convolutions).
-    seed : int
-        Seed of weights, shuffling, augmentation and the person subset.
-    sweep : bool
-        Epoch sweep ("identify epochs"): train all ``epochs`` without early stopping.
-    max_slices : int
-        Use at most this many slices per split (0 = all; smoke runs).
-    train_persons : int
-        Train on the slices of this many training persons only (0 = all): a seeded subset, nested
-        (the persons of a smaller subset are always in the larger ones) -- the data-efficiency curve.
-    mixed_precision : bool
-        float16 compute, float32 weights and output.
-    loss : {"dice", "dice_bce"}
-        The study's soft Dice loss, or Dice plus binary cross-entropy (whose gradient does not vanish
-        when a pretrained network's sigmoid outputs are saturated on the wrong side).
-    threshold : {"loss", "validation"}
-        How the model's threshold is chosen, never on test data (:data:`THRESHOLD_RULES`): "loss"
-        fixes it before training (:func:`a_priori_threshold`: Dice + BCE 0.5, Dice SCT's 0.999);
-        "validation" picks the value of :data:`THRESHOLD_GRID` with the best validation Dice, with
-        the epoch. The weights' ``best.json`` and ``summary.json`` record it and the rule.
-    adabn : bool
-        Re-estimate every BatchNorm layer's statistics on the training slices before training
-        (AdaBN: the network's normalisation moves to the new domain before any weight does).
-    reinit_head : bool
-        Re-initialise the last (``predictions``) layer before fine-tuning.
-    warmup_epochs : int
-        Linear learning-rate warm-up over this many epochs (0: none).
-    deterministic : bool
-        Identical results for the same seed (TensorFlow op determinism, seeded pipelines, augmentation
-        not overlapped with the training step, one inter-op thread: see ``pedgm_kit._backend``); costs
-        some speed (``benchmarks/bench_train.py``). False for the backend's fastest kernels.
-    """
-
-    pretrained: bool = True
-    init_weights: str = "challenge"
-    augment: bool = True
-    epochs: int = 100
-    patience: int = 5
-    min_delta: float = 0.001
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    freeze: str = "none"
-    seed: int = 0
-    sweep: bool = False
-    max_slices: int = 0
-    train_persons: int = 0
-    mixed_precision: bool = False
-    loss: str = "dice"
-    threshold: str = "loss"
-    adabn: bool = False
-    reinit_head: bool = False
-    warmup_epochs: int = 0
-    deterministic: bool = True
-    augmentation: dict = field(default_factory=dict)
+    """  # the attributes, one per field, are appended from the schema below the class
 
     def __post_init__(self):
-        checks = {
-            "epochs": self.epochs >= 1, "patience": self.patience >= 0, "min_delta": self.min_delta >= 0,
-            "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
-            "freeze": self.freeze in ("none", "early"), "max_slices": self.max_slices >= 0,
-            "train_persons": self.train_persons >= 0, "loss": self.loss in ("dice", "dice_bce"),
-            "threshold": self.threshold in THRESHOLD_RULES,
-            "warmup_epochs": 0 <= self.warmup_epochs < self.epochs or self.warmup_epochs == 0,
-            "seed": 0 <= self.seed < 2**32,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ParameterError("invalid training parameters: " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
-        if (self.adabn or self.reinit_head) and not self.pretrained:
-            raise ParameterError("adabn and reinit_head adapt pretrained weights: set pretrained=True")
+        _refuse({p.name: getattr(self, p.name) for p in config_parameters()}, library=True)
+
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The configuration notebook 04's parameters (or a ``train`` section) describe.
+
+        ``values`` may hold any names (e.g. a notebook's ``globals()``); those of the ``train``
+        section are checked as a parameter file's are and taken, on top of the notebook's defaults
+        (CPU demo sizes); with ``smoke`` true ``smoke_epochs`` / ``smoke_max_slices`` replace
+        ``epochs`` / ``max_slices``.
+
+        Raises
+        ------
+        ParameterError
+            A value of the wrong type or out of range (one line naming each).
+        """
+        given = {k: v for k, v in values.items() if k in SCHEMA["train"]}
+        _refuse(given)
+        used = effective_values("train", given)
+        return cls(**{p.name: used[p.name] for p in config_parameters()})
 
     @property
     def variant(self) -> str:
@@ -166,3 +137,13 @@ class TrainConfig:
     def names(cls) -> list[str]:
         """Field names (what notebook 04 and ``pedgm train`` may set)."""
         return [f.name for f in fields(cls)]
+
+
+def _attribute(p) -> str:
+    kind = "{" + ", ".join(map(repr, p.choices)) + "}" if p.choices else p.type.__name__
+    text = " ".join(filter(None, [p.doc[:1].upper() + p.doc[1:] + ".", p.note]))
+    return f"    {p.name} : {kind}, default {p.library_default!r}\n        {text}\n"
+
+
+if TrainConfig.__doc__:  # None under python -OO
+    TrainConfig.__doc__ = TrainConfig.__doc__.rstrip(" ") + "".join(_attribute(p) for p in config_parameters())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +16,7 @@ from ..exceptions import (
     ParameterError,
 )
 from ..io import check_binary
+from ..layout import split_arrays
 
 __all__ = ["EpochCounter", "load_arrays", "make_dataset"]
 
@@ -30,7 +30,7 @@ def load_arrays(data_dir: str | os.PathLike, split: str, *, max_slices: int = 0,
     ``max_slices``, a seeded subset that keeps the GM slices first (smoke runs). With
     ``with_persons``, the person ids used are returned as a third item.
     """
-    path = Path(data_dir) / f"{split}.npz"
+    path = split_arrays(data_dir, split)
     if not path.is_file():
         raise InputFileError(f"No such file or no access: '{path}' (run notebook 02 to create the {split} split)")
     try:

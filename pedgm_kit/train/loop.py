@@ -16,7 +16,7 @@ from ..data_creation import load_split, read_scans
 from ..datasets import Scan
 from ..evaluate.scoring import TEST_SCORING, mean_over_persons, person_scores, score_test_scans, score_window_scans
 from ..exceptions import ParameterError
-from ..io import write_json
+from ..layout import LEARNING_CURVE_PNG, ONNX_FILE, SUMMARY_JSON, WEIGHTS_FILE, TrainSummary, split_arrays
 from ..model import (
     build_model,
     dice_bce_loss,
@@ -30,7 +30,7 @@ from .data import EpochCounter, load_arrays, make_dataset
 from .preempt import PreemptionGuard
 from .records import SELECTION_METRIC, _device, _Recorder, _Validator, dice_scores, plot_learning_curve
 
-__all__ = ["adapt_batchnorm", "build_for_training", "set_determinism", "train_variant"]
+__all__ = ["adapt_batchnorm", "build_for_training", "set_determinism", "train_variant", "warmup_schedule"]
 
 _EARLY_LAYERS = ("conv2d_1", "conv2d_2", "rate2_1", "rate2_2") + tuple(f"batch_normalization_{i}" for i in range(1, 5))
 
@@ -140,7 +140,8 @@ def _compiled(config: TrainConfig, shape: tuple, adapt_on):
     return model
 
 
-def _warmup(config: TrainConfig):
+def warmup_schedule(config: TrainConfig):
+    """The learning rate rising linearly over ``config.warmup_epochs`` epochs to ``config.learning_rate``."""
     def schedule(epoch, lr):
         return config.learning_rate * min(1.0, (epoch + 1) / (config.warmup_epochs + 1))
 
@@ -221,7 +222,7 @@ def train_variant(
     # the validator comes first: every later callback sees its scores in the epoch's logs
     cbs = [validator, keras.callbacks.BackupAndRestore(str(folder / "backup")), epochs, recorder]
     if config.warmup_epochs:
-        cbs.append(_warmup(config))
+        cbs.append(warmup_schedule(config))
     if not config.sweep:
         cbs.append(keras.callbacks.EarlyStopping(monitor=SELECTION_METRIC, mode="max", min_delta=config.min_delta,
                                                  patience=config.patience))
@@ -232,7 +233,7 @@ def train_variant(
     seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    load_legacy_weights(model, folder / "best.hdf5")
+    load_legacy_weights(model, folder / WEIGHTS_FILE)
     threshold = float(recorder.best_threshold)
     baseline_val = dice_scores(baseline, x_val, y_val, thresholds=(init_threshold,), persons=val_persons)
     test = _score_test(data_dir, folder, model, variant=variant, threshold=threshold,
@@ -283,11 +284,11 @@ def train_variant(
         "backend": keras.backend.backend(),
         "device": _device(),
     }
-    summary["onnx"] = _export_onnx_quietly(model, folder / "best.onnx", input_size=shape[0]) if export_onnx else None
+    summary["onnx"] = _export_onnx_quietly(model, folder / ONNX_FILE, input_size=shape[0]) if export_onnx else None
     fig = plot_learning_curve(rows, baseline_val_dice=summary["baseline_val_dice"], min_delta=config.min_delta,
                               patience=config.patience, title=variant, best_epoch=recorder.best_epoch)
-    fig.savefig(folder / "learning_curve.png", dpi=100)
-    write_json(summary, folder / "summary.json")
+    fig.savefig(folder / LEARNING_CURVE_PNG, dpi=100)
+    TrainSummary.new(summary).write(folder / SUMMARY_JSON)
     from ..model_card import write_training_card  # the card travels with best.hdf5 / best.onnx
 
     write_training_card(folder)
@@ -304,7 +305,7 @@ def _inter_op_threads() -> int | None:
 
 def _split_persons(data_dir, split: str, n: int) -> np.ndarray:
     """The person id of every slice of ``<data_dir>/<split>.npz`` (one person "all" if none is recorded)."""
-    arrays = load_split(Path(data_dir) / f"{split}.npz")
+    arrays = load_split(split_arrays(data_dir, split))
     return arrays["person_id"].astype(str) if "person_id" in arrays else np.full(n, "all")
 
 
@@ -314,7 +315,7 @@ def _score_test(data_dir, folder: Path, model, *, variant: str, threshold: float
     per person, through :mod:`pedgm_kit.evaluate.scoring`: whole source scans when the data folder records
     them (``scans.json``), else the split's windows; empty values without a test split."""
     records = read_scans(data_dir, "test")
-    path = Path(data_dir) / "test.npz"
+    path = split_arrays(data_dir, "test")
     arrays = load_split(path) if path.is_file() else {"images": []}
     if records and all(r.get("source_image") and r.get("source_gm_mask") for r in records):
         scans = [Scan(r["scan_id"], str(r["person_id"]), Path(r["source_image"]), gm_mask=Path(r["source_gm_mask"]))
@@ -322,7 +323,7 @@ def _score_test(data_dir, folder: Path, model, *, variant: str, threshold: float
         rules = {r.get("cord_scale_rule") or None for r in records}
         if len(rules) > 1:
             raise ParameterError(f"{data_dir}: test scans were preprocessed with different cord_scale settings {rules}")
-        tidy = score_test_scans({variant: folder / "best.hdf5", "baseline": baseline}, scans,
+        tidy = score_test_scans({variant: folder / WEIGHTS_FILE, "baseline": baseline}, scans,
                                 output_dir=folder / "test_scoring", cord_scale=rules.pop())
         how = TEST_SCORING
     elif len(arrays["images"]):

@@ -13,6 +13,7 @@ import numpy as np
 from .._backend import keras
 from .._utils import atomic_path
 from ..io import write_json
+from ..layout import BEST_EPOCH_JSON, HISTORY_CSV, SUMMARY_JSON, WEIGHTS_FILE, TrainSummary
 from ..model import dice_coefficient, save_legacy_weights
 
 __all__ = ["SELECTION_METRIC", "dice_scores", "early_stop_epoch", "hard_dice", "load_summary", "person_dice",
@@ -153,15 +154,15 @@ class _Recorder(keras.callbacks.Callback):
         self.folder, self.metadata, self.min_delta = folder, metadata, min_delta
         self.rows = [initial]
         self.best, self.best_epoch, self.best_threshold = -np.inf, None, initial["val_threshold"]
-        history = folder / "history.csv"
+        history = folder / HISTORY_CSV
         if (folder / "backup").exists() and history.is_file():  # resuming: keep the epochs already done
             with open(history) as fh:
                 self.rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
-            best = json.loads((folder / "best_epoch.json").read_text()) if (folder / "best_epoch.json").is_file() else {}
+            best = json.loads((folder / BEST_EPOCH_JSON).read_text()) if (folder / BEST_EPOCH_JSON).is_file() else {}
             self.best, self.best_epoch = best.get(SELECTION_METRIC, -np.inf), best.get("epoch")
             self.best_threshold = best.get("threshold", self.best_threshold)
         else:
-            (folder / "best_epoch.json").unlink(missing_ok=True)
+            (folder / BEST_EPOCH_JSON).unlink(missing_ok=True)
         self._pending_initial = self.best_epoch is None and initial_is_candidate
         if self._pending_initial:  # fine-tuning must beat the weights it started from
             self.best, self.best_epoch = initial[SELECTION_METRIC], 0
@@ -192,16 +193,16 @@ class _Recorder(keras.callbacks.Callback):
                SELECTION_METRIC: float(logs[SELECTION_METRIC]), "val_threshold": float(logs["val_threshold"]),
                "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))}
         self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
-        _write_csv(self.rows, self.folder / "history.csv")
+        _write_csv(self.rows, self.folder / HISTORY_CSV)
         if row[SELECTION_METRIC] > self.best + self.min_delta or self.best_epoch is None:
             self._save_best(epoch + 1, row[SELECTION_METRIC], row["val_threshold"])
 
     def _save_best(self, epoch: int, value: float, threshold: float):
         self.best, self.best_epoch, self.best_threshold = value, epoch, threshold
-        save_legacy_weights(self.model, self.folder / "best.hdf5",
+        save_legacy_weights(self.model, self.folder / WEIGHTS_FILE,
                             metadata={**self.metadata, "epoch": epoch, "threshold": float(threshold)})
         write_json({"epoch": epoch, SELECTION_METRIC: value, "threshold": float(threshold)},
-                   self.folder / "best_epoch.json")
+                   self.folder / BEST_EPOCH_JSON)
 
     def on_train_begin(self, logs=None):
         if self._pending_initial:
@@ -255,5 +256,5 @@ def plot_learning_curve(rows, *, baseline_val_dice=None, min_delta: float = 0.00
 
 
 def load_summary(folder: str | os.PathLike) -> dict:
-    """Read a variant's ``summary.json``."""
-    return json.loads((Path(folder) / "summary.json").read_text())
+    """Read a variant's ``summary.json`` (:class:`pedgm_kit.layout.TrainSummary`) as a dict."""
+    return TrainSummary.read(Path(folder) / SUMMARY_JSON).to_json()

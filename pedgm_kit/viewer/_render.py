@@ -20,7 +20,7 @@ from ..exceptions import (
     ImageContentError,
     ParameterError,
 )
-from ..io import check_binary
+from ..io import check_binary, check_choice
 
 __all__ = [
     "COLOURS",
@@ -130,9 +130,7 @@ def orientation_labels(affine, *, slice_axis: int = 2) -> dict[str, str]:
 
 def check_mode(mode) -> str:
     """``mode`` if it is one of :data:`MODES`, else a :class:`ParameterError`."""
-    if mode not in MODES:
-        raise ParameterError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    return mode
+    return check_choice(mode, MODES, name="mode")
 
 
 def check_opacity(opacity) -> float:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from .._utils import atomic_path
-from ..exceptions import InputFileError, ParameterError
+from ..exceptions import InputFileError
+from ..io import check_choice
 
 __all__ = ["REVIEW_STATUSES", "ReviewLog"]
 
@@ -114,8 +115,7 @@ class ReviewLog:
         ParameterError
             Unknown status.
         """
-        if status not in REVIEW_STATUSES:
-            raise ParameterError(f"status must be one of {', '.join(REVIEW_STATUSES)}; got {status!r}")
+        check_choice(status, REVIEW_STATUSES, name="status")
         self.add([scan_id])
         row = self._frame.index[self._frame["scan_id"] == str(scan_id)][0]
         self._frame.loc[row, "status"] = status
