@@ -38,7 +38,7 @@ from .exceptions import InputFileError
 __all__ = [
     "EVALUATION_FILES", "FILE_NAMES", "SCHEMA_VERSION", "EvaluationResults", "Manifest", "PlannedRun", "RunLayout",
     "TrainPlan", "TrainSummary", "evaluation_path", "fold_dir", "fold_folder", "fold_members", "fold_of", "plan_path", "split_arrays",
-    "variant_dir",
+    "variant_dir", "PREDICTION_CACHE_DIR",
 ]
 
 #: Version of the records this module writes (``schema_version`` in each JSON file).
@@ -96,6 +96,7 @@ FILE_NAMES = frozenset({
 PREPROCESS_DIR, DATA_DIR, AUGMENT_DIR, TRAIN_DIR, EVALUATION_DIR = "preprocess", "data", "augment", "train", "evaluation"
 PREPROCESSED_DIR, QC_DIR, DRAFTS_DIR, ARRAYS_DIR, FINAL_DIR = "preprocessed", "qc", "drafts", "data", "final"
 SIMULATED_PREFIX = "simulated-"
+PREDICTION_CACHE_DIR = "prediction-cache"  # a run's test-scan predictions, by content (:mod:`pedgm_kit.evaluate.cache`)
 _FOLD, _PERSONS = "fold-", "persons-"
 #: Stands for the fold number in a model path given to notebook 05 (``train/fold-{fold}/<variant>/best.hdf5``).
 FOLD_PLACEHOLDER = "{fold}"

@@ -38,8 +38,8 @@ from .data_creation import fold_data_dir
 from .datasets import FOLDER_OPTIONS
 from .exceptions import InputFileError, ParameterError, PedgmError
 from .io import check_choice
-from .layout import (FOLD_PLACEHOLDER, HISTORY_CSV, SUMMARY_JSON, WEIGHTS_FILE, PlannedRun, RunLayout, TrainPlan,
-                     plan_path, variant_dir)
+from .layout import (FOLD_PLACEHOLDER, HISTORY_CSV, PREDICTION_CACHE_DIR, SUMMARY_JSON, WEIGHTS_FILE, PlannedRun,
+                     RunLayout, TrainPlan, plan_path, variant_dir)
 from .params import NOTEBOOKS, load_params
 from .registry import BUILTIN_MODELS
 from .runstate import PREEMPTED_EXIT, STOP_ENV, STOP_FILE, Preempted, RunState, Step, load_state, resume_actions
@@ -468,7 +468,7 @@ def run_pipeline(params_file: str | os.PathLike | None, *, outputs: str | os.Pat
     state.save()
     _write_plan(params, training_plan(params, data_dir=RunLayout(run).arrays, train_dir=RunLayout(run).train))
     bar = tqdm(todo, desc="pipeline", unit="step", disable=not progress)
-    cache = prediction_cache(run / "cache" / "predictions")  # each (model, test scan) is segmented once
+    cache = prediction_cache(run / PREDICTION_CACHE_DIR)  # each (model, test scan) is segmented once
     cache.__enter__()
     try:
         for step in bar:

@@ -10,7 +10,7 @@ The cache is content-addressed: a prediction is stored under the sha256 of every
 on -- the weights file and its ``.json`` metadata (threshold, normalisation), the scan's image
 file, ``cord_scale``, ``tta`` and its seed, and the toolkit version -- so a changed file or setting
 is a miss, never a stale hit. It is active only where ``$PEDGM_PREDICTION_CACHE`` names a folder
-(``pedgm run`` sets it to ``<run>/cache/predictions`` for its notebooks); predictions with an
+(``pedgm run`` sets it to ``<run>/prediction-cache/`` (:data:`pedgm_kit.layout.PREDICTION_CACHE_DIR`) for its notebooks); predictions with an
 uncertainty map and masks from another tool's folder are not cached.
 """
 
