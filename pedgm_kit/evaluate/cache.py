@@ -35,7 +35,6 @@ class PredictionCache:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self._digests: dict[tuple, str] = {}
-        self.hits = self.misses = 0
 
     @classmethod
     def from_env(cls) -> PredictionCache | None:
@@ -81,9 +80,7 @@ class PredictionCache:
         """Copy the cached prediction to ``target`` (atomically); None on a miss."""
         source = self.path(key)
         if not source.is_file():
-            self.misses += 1
             return None
-        self.hits += 1
         _copy_atomic(source, target)
         return target
 
